@@ -1,0 +1,186 @@
+//! GNU dumpdir: the contents of a directory as recorded in a `D` archive member and in the
+//! snapshot file. A sequence of `<flag><name>\0` records closed by one more `\0`:
+//! `Y` dumped in this archive, `N` present but unchanged, `D` a subdirectory, and, in the
+//! dumpdir of the top directory only, `X tmp` / `R from` `T to` directory renames.
+
+use crate::error::{Error, Result};
+
+/// How an entry of a directory was treated by the dump.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Flag {
+    /// `Y`: new or changed, its member follows in this archive.
+    Dumped,
+    /// `N`: present and unchanged (or excluded); keep what the earlier level restored.
+    Kept,
+    /// `D`: a subdirectory; it has its own `D` member.
+    Dir,
+}
+
+impl Flag {
+    /// The flag's byte in the dumpdir.
+    pub fn byte(self) -> u8 {
+        match self {
+            Flag::Dumped => b'Y',
+            Flag::Kept => b'N',
+            Flag::Dir => b'D',
+        }
+    }
+
+    fn from_byte(b: u8) -> Option<Flag> {
+        match b {
+            b'Y' => Some(Flag::Dumped),
+            b'N' => Some(Flag::Kept),
+            b'D' => Some(Flag::Dir),
+            _ => None,
+        }
+    }
+}
+
+/// One directory-rename step, applied before the purge, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rename {
+    /// `X name`: make a temporary directory next to `name` to break a rename cycle.
+    Temp(Vec<u8>),
+    /// `R from` + `T to`: archive-relative paths; an empty one means the temporary directory.
+    Move { from: Vec<u8>, to: Vec<u8> },
+}
+
+/// A parsed dumpdir.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Dumpdir {
+    /// Entries sorted by name (byte order), as GNU tar writes them.
+    pub entries: Vec<(Flag, Vec<u8>)>,
+    /// Rename steps, in archive order.
+    pub renames: Vec<Rename>,
+}
+
+impl Dumpdir {
+    /// Parse and validate dumpdir bytes (with or without the final terminator).
+    pub fn parse(data: &[u8]) -> Result<Dumpdir> {
+        let mut out = Dumpdir::default();
+        let mut pending_from: Option<Vec<u8>> = None;
+        let mut has_temp = false;
+        for rec in data.split(|&b| b == 0) {
+            let Some((&flag, name)) = rec.split_first() else {
+                break; // the empty record ends the dumpdir
+            };
+            if pending_from.is_some() && flag != b'T' {
+                return Err(Error::corrupt("malformed dumpdir: 'R' not followed by 'T'"));
+            }
+            match flag {
+                b'X' => {
+                    if has_temp {
+                        return Err(Error::corrupt("malformed dumpdir: 'X' duplicated"));
+                    }
+                    has_temp = true;
+                    out.renames.push(Rename::Temp(name.to_vec()));
+                }
+                b'R' => {
+                    if name.is_empty() && !has_temp {
+                        return Err(Error::corrupt("malformed dumpdir: empty name in 'R'"));
+                    }
+                    pending_from = Some(name.to_vec());
+                }
+                b'T' => {
+                    let Some(from) = pending_from.take() else {
+                        return Err(Error::corrupt("malformed dumpdir: 'T' not preceded by 'R'"));
+                    };
+                    if name.is_empty() && !has_temp {
+                        return Err(Error::corrupt("malformed dumpdir: empty name in 'T'"));
+                    }
+                    out.renames.push(Rename::Move { from, to: name.to_vec() });
+                }
+                other => match Flag::from_byte(other) {
+                    Some(f) => {
+                        if name.is_empty() || name.contains(&b'/') || name == b"." || name == b".."
+                        {
+                            return Err(Error::unsafe_path(format!(
+                                "malformed dumpdir: entry name {:?} is not a plain file name",
+                                String::from_utf8_lossy(name)
+                            )));
+                        }
+                        out.entries.push((f, name.to_vec()));
+                    }
+                    // GNU tar ignores unknown flags; so do we.
+                    None => {}
+                },
+            }
+        }
+        if pending_from.is_some() {
+            return Err(Error::corrupt("malformed dumpdir: 'R' at end of data"));
+        }
+        out.entries.sort_by(|a, b| a.1.cmp(&b.1));
+        Ok(out)
+    }
+
+    /// The flag recorded for `name`, if it is listed.
+    pub fn lookup(&self, name: &[u8]) -> Option<Flag> {
+        self.entries
+            .binary_search_by(|(_, n)| n.as_slice().cmp(name))
+            .ok()
+            .map(|i| self.entries[i].0)
+    }
+
+    /// Encode as GNU tar does: entries, then renames, then the closing `\0`.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (flag, name) in &self.entries {
+            out.push(flag.byte());
+            out.extend_from_slice(name);
+            out.push(0);
+        }
+        for r in &self.renames {
+            match r {
+                Rename::Temp(name) => {
+                    out.push(b'X');
+                    out.extend_from_slice(name);
+                    out.push(0);
+                }
+                Rename::Move { from, to } => {
+                    out.push(b'R');
+                    out.extend_from_slice(from);
+                    out.push(0);
+                    out.push(b'T');
+                    out.extend_from_slice(to);
+                    out.push(0);
+                }
+            }
+        }
+        out.push(0);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_gnu_example() {
+        let raw = b"Da_renamed\0Dc\0Nsparse\0Rsrc/a\0Tsrc/a_renamed\0\0";
+        let d = Dumpdir::parse(raw).unwrap();
+        assert_eq!(d.lookup(b"c"), Some(Flag::Dir));
+        assert_eq!(d.lookup(b"sparse"), Some(Flag::Kept));
+        assert_eq!(d.lookup(b"nope"), None);
+        assert_eq!(
+            d.renames,
+            vec![Rename::Move { from: b"src/a".to_vec(), to: b"src/a_renamed".to_vec() }]
+        );
+        assert_eq!(d.encode(), raw.to_vec());
+    }
+
+    #[test]
+    fn rejects_malformed() {
+        assert!(Dumpdir::parse(b"Rsrc/a\0Ysrc\0\0").is_err());
+        assert!(Dumpdir::parse(b"Tsrc/a\0\0").is_err());
+        assert!(Dumpdir::parse(b"Y../etc\0\0").is_err());
+        assert!(Dumpdir::parse(b"Ya/b\0\0").is_err());
+        assert!(Dumpdir::parse(b"R\0Tx\0\0").is_err());
+    }
+
+    #[test]
+    fn empty_is_fine() {
+        assert_eq!(Dumpdir::parse(b"\0").unwrap(), Dumpdir::default());
+        assert_eq!(Dumpdir::parse(b"").unwrap(), Dumpdir::default());
+    }
+}

@@ -1,0 +1,4 @@
+//! GNU tar's `--listed-incremental`: the snapshot file, the dumpdir, and the rules that decide
+//! what a level dumps.
+
+pub mod dumpdir;

@@ -1,0 +1,1 @@
+//! Local directory storage (to be written).
