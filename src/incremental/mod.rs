@@ -2,3 +2,5 @@
 //! what a level dumps.
 
 pub mod dumpdir;
+pub mod scan;
+pub mod snapshot;

@@ -1,0 +1,481 @@
+//! Decide what one level dumps, by GNU tar's `--listed-incremental` rules (`incremen.c`:
+//! `procdir`, `makedumpdir`, `scan_directory`), given the previous level's snapshot.
+//!
+//! Per directory: found under its old name with the same inode → only changed children; found
+//! by (dev, ino) under another name → renamed (an `R`/`T` pair in the top dumpdir), changed
+//! children; otherwise new → all children. Per entry: `D` for a subdirectory, `Y` when new or
+//! when mtime or ctime is not older than the previous dump's start, else `N`.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::fs::{self, Metadata};
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use crate::exclude::Excludes;
+use crate::incremental::dumpdir::{Dumpdir, Flag, Rename};
+use crate::incremental::snapshot::{DirRecord, Snapshot, Timespec};
+
+/// How the walk treats the tree.
+#[derive(Debug, Clone, Default)]
+pub struct ScanOptions {
+    /// Do not descend into directories on another file system (freezer-agent always does this).
+    pub one_file_system: bool,
+    /// Compare device numbers too when matching a directory with its snapshot record. The agent
+    /// passes `--no-check-device` (LVM snapshots get a new device each time), so this is false.
+    pub check_device: bool,
+    /// Follow symbolic links (`--dereference-symlink soft|all`).
+    pub follow_symlinks: bool,
+    pub excludes: Excludes,
+}
+
+/// What to dump under a directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Children {
+    None,
+    Changed,
+    All,
+}
+
+/// A directory of this dump, in archive order.
+#[derive(Debug)]
+pub struct Dir {
+    /// Archive name without trailing slash: `.` or `./a/b`.
+    pub name: Vec<u8>,
+    pub path: PathBuf,
+    pub meta: Metadata,
+    pub children: Children,
+    /// What goes into its `D` member (and, without the renames, into the snapshot).
+    pub dumpdir: Dumpdir,
+    /// False when the directory could not be listed: it is left out of the new snapshot so the
+    /// next level dumps it whole.
+    pub listed: bool,
+}
+
+/// Counts of what the scan decided.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ScanStats {
+    pub dirs: u64,
+    pub files_new: u64,
+    pub files_changed: u64,
+    pub files_unchanged: u64,
+    pub excluded: u64,
+}
+
+/// A problem that does not stop the backup.
+#[derive(Debug)]
+pub struct Warning {
+    pub path: PathBuf,
+    pub message: String,
+}
+
+/// The result of a scan.
+#[derive(Debug)]
+pub struct Plan {
+    pub dirs: Vec<Dir>,
+    pub stats: ScanStats,
+    pub warnings: Vec<Warning>,
+}
+
+impl Plan {
+    /// The snapshot to store with this dump; `start` is when this dump began, `dropped` lists
+    /// (directory index, entry name) of files that could not be read, left out so that the next
+    /// level tries them again.
+    pub fn snapshot(&self, start: Timespec, dropped: &[(usize, Vec<u8>)]) -> Snapshot {
+        let mut dirs = Vec::with_capacity(self.dirs.len());
+        for (i, d) in self.dirs.iter().enumerate() {
+            if !d.listed {
+                continue;
+            }
+            let entries = d
+                .dumpdir
+                .entries
+                .iter()
+                .filter(|(_, n)| !dropped.iter().any(|(di, dn)| *di == i && dn == n))
+                .cloned()
+                .collect();
+            dirs.push(DirRecord {
+                nfs: is_nfs(d.meta.dev()),
+                mtime: Timespec { sec: d.meta.mtime(), nsec: d.meta.mtime_nsec() as u32 },
+                dev: d.meta.dev(),
+                ino: d.meta.ino(),
+                name: d.name.clone(),
+                entries: Some(entries),
+            });
+        }
+        Snapshot { start, dirs }
+    }
+}
+
+// GNU tar's test on systems without st_fstype: NFS device numbers have the top bit set.
+fn is_nfs(dev: u64) -> bool {
+    dev & (1 << 63) != 0
+}
+
+/// A directory known to this run, from the old snapshot or found now (GNU's `struct directory`).
+struct Rec {
+    /// Current name; rewritten when an ancestor turns out to be renamed.
+    name: Vec<u8>,
+    dev: u64,
+    ino: u64,
+    nfs: bool,
+    old_entries: Option<Vec<(Flag, Vec<u8>)>>,
+    inited: bool,
+    orig: Option<usize>,
+    renamed: bool,
+}
+
+struct Scanner<'a> {
+    opts: &'a ScanOptions,
+    newer: Timespec,
+    recs: Vec<Rec>,
+    by_name: HashMap<Vec<u8>, usize>,
+    by_meta: HashMap<(u64, u64), usize>,
+    rename_order: Vec<usize>,
+    dirs: Vec<Dir>,
+    stats: ScanStats,
+    warnings: Vec<Warning>,
+}
+
+/// Scan the tree at `root` (archived as `.`) against `old` (the parent level's snapshot).
+pub fn scan(root: &Path, old: Option<&Snapshot>, opts: &ScanOptions) -> io::Result<Plan> {
+    let mut s = Scanner {
+        opts,
+        newer: old.map(|o| o.start).unwrap_or_default(),
+        recs: Vec::new(),
+        by_name: HashMap::new(),
+        by_meta: HashMap::new(),
+        rename_order: Vec::new(),
+        dirs: Vec::new(),
+        stats: ScanStats::default(),
+        warnings: Vec::new(),
+    };
+    for d in old.map(|o| o.dirs.as_slice()).unwrap_or_default() {
+        let i = s.recs.len();
+        s.recs.push(Rec {
+            name: d.name.clone(),
+            dev: d.dev,
+            ino: d.ino,
+            nfs: d.nfs,
+            old_entries: d.entries.clone(),
+            inited: false,
+            orig: None,
+            renamed: false,
+        });
+        s.by_name.entry(d.name.clone()).or_insert(i);
+        s.by_meta.entry((d.dev, d.ino)).or_insert(i);
+    }
+    let meta = fs::metadata(root)?;
+    if !meta.is_dir() {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a directory"));
+    }
+    let (rec, _) = s.procdir(b".", &meta, None, false);
+    let mut children = Children::All;
+    if let Some(r) = rec {
+        children = r;
+    }
+    s.scan_dir(b".".to_vec(), root.to_path_buf(), meta, children);
+    let renames = s.renames();
+    if let Some(top) = s.dirs.first_mut() {
+        top.dumpdir.renames = renames;
+    }
+    s.dirs.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(Plan { dirs: s.dirs, stats: s.stats, warnings: s.warnings })
+}
+
+impl Scanner<'_> {
+    /// GNU `procdir`: match a directory with its record; returns what to dump under it, or
+    /// `None` when the parent must list it as `N` (already seen in this run).
+    fn procdir(
+        &mut self,
+        name: &[u8],
+        meta: &Metadata,
+        parent_dev: Option<u64>,
+        force_all: bool,
+    ) -> (Option<Children>, usize) {
+        let (dev, ino, nfs) = (meta.dev(), meta.ino(), is_nfs(meta.dev()));
+        let mut children;
+        let i = match self.by_name.get(name).copied() {
+            Some(i) => {
+                if self.recs[i].inited || self.recs[i].name != name {
+                    return (None, i);
+                }
+                let r = &self.recs[i];
+                let same_dev = !self.opts.check_device || (r.nfs && nfs) || r.dev == dev;
+                if same_dev && r.ino == ino {
+                    children = Children::Changed;
+                } else {
+                    match self.by_meta.get(&(dev, ino)).copied().filter(|&d| d != i) {
+                        Some(d) => {
+                            self.note_rename(i, d, name);
+                            children = Children::Changed;
+                        }
+                        None => {
+                            children = Children::All;
+                            self.recs[i].dev = dev;
+                            self.recs[i].ino = ino;
+                        }
+                    }
+                    self.recs[i].nfs |= nfs;
+                }
+                i
+            }
+            None => {
+                let found = self.by_meta.get(&(dev, ino)).copied();
+                let i = self.recs.len();
+                self.recs.push(Rec {
+                    name: name.to_vec(),
+                    dev,
+                    ino,
+                    nfs,
+                    old_entries: None,
+                    inited: false,
+                    orig: None,
+                    renamed: false,
+                });
+                self.by_name.insert(name.to_vec(), i);
+                self.by_meta.entry((dev, ino)).or_insert(i);
+                match found {
+                    Some(d) => {
+                        self.note_rename(i, d, name);
+                        children = Children::Changed;
+                    }
+                    None => children = Children::All,
+                }
+                i
+            }
+        };
+        if self.opts.one_file_system && parent_dev.is_some_and(|p| p != dev) {
+            self.warnings.push(Warning {
+                path: PathBuf::from(OsStr::from_bytes(name)),
+                message: "directory is on a different file system; not dumped".into(),
+            });
+            children = Children::None;
+        } else if force_all {
+            children = Children::All;
+        }
+        self.recs[i].inited = true;
+        (Some(children), i)
+    }
+
+    /// Directory `i` (now called `name`) is the old directory `d` renamed.
+    fn note_rename(&mut self, i: usize, d: usize, name: &[u8]) {
+        if self.recs[d].name == name {
+            return;
+        }
+        self.recs[i].orig = Some(d);
+        self.recs[i].renamed = true;
+        self.recs[d].renamed = false;
+        self.rename_order.push(i);
+        // Old subdirectories of `d` now live under `name`: found there, they are not renames.
+        let mut prefix = self.recs[d].name.clone();
+        prefix.push(b'/');
+        for r in &mut self.recs {
+            if r.name.len() > prefix.len() && r.name.starts_with(&prefix) {
+                let mut new = name.to_vec();
+                new.extend_from_slice(&r.name[prefix.len() - 1..]);
+                r.name = new;
+            }
+        }
+    }
+
+    /// GNU `scan_directory` + `makedumpdir`, then the same for each subdirectory.
+    fn scan_dir(&mut self, name: Vec<u8>, path: PathBuf, meta: Metadata, children: Children) {
+        let rec = self.by_name.get(&name).copied();
+        let old: Option<&Vec<(Flag, Vec<u8>)>> = match (children, rec) {
+            (Children::All, _) | (_, None) => None,
+            (_, Some(i)) => match self.recs[i].orig {
+                Some(o) => self.recs[o].old_entries.as_ref(),
+                None => self.recs[i].old_entries.as_ref(),
+            },
+        };
+        let old = old.cloned();
+        self.stats.dirs += 1;
+        let mut entries = Vec::new();
+        let mut subdirs = Vec::new();
+        let mut listed = true;
+        if children != Children::None {
+            match list_dir(&path) {
+                Ok(names) => {
+                    for entry in names {
+                        let known = old.as_ref().is_some_and(|o| {
+                            o.binary_search_by(|(_, n)| n.as_slice().cmp(&entry)).is_ok()
+                        });
+                        let flag = self.classify(&name, &path, &meta, &entry, known, children);
+                        if let Some((flag, sub)) = flag {
+                            if let Some(sub) = sub {
+                                subdirs.push(sub);
+                            }
+                            entries.push((flag, entry));
+                        }
+                    }
+                }
+                Err(e) => {
+                    listed = false;
+                    self.warnings.push(Warning {
+                        path: path.clone(),
+                        message: format!(
+                            "cannot list directory, its contents are kept as they were: {e}"
+                        ),
+                    });
+                    // Keep what earlier levels restored here: list the old entries as unchanged.
+                    entries = old
+                        .iter()
+                        .flatten()
+                        .map(|(f, n)| {
+                            (if *f == Flag::Dir { Flag::Dir } else { Flag::Kept }, n.clone())
+                        })
+                        .collect();
+                }
+            }
+        }
+        self.dirs.push(Dir {
+            name: name.clone(),
+            path,
+            meta,
+            children,
+            dumpdir: Dumpdir { entries, renames: Vec::new() },
+            listed,
+        });
+        for (sub_name, sub_path, sub_meta, sub_children) in subdirs {
+            self.scan_dir(sub_name, sub_path, sub_meta, sub_children);
+        }
+    }
+
+    /// Decide one entry of directory `dir`. Returns the flag and, for a subdirectory to scan,
+    /// its name, path, metadata and children; `None` drops the entry (vanished).
+    #[allow(clippy::type_complexity)]
+    fn classify(
+        &mut self,
+        dir: &[u8],
+        dir_path: &Path,
+        dir_meta: &Metadata,
+        entry: &[u8],
+        known: bool,
+        children: Children,
+    ) -> Option<(Flag, Option<(Vec<u8>, PathBuf, Metadata, Children)>)> {
+        let mut full = dir.to_vec();
+        full.push(b'/');
+        full.extend_from_slice(entry);
+        if self.opts.excludes.is_excluded(&full) {
+            self.stats.excluded += 1;
+            return Some((Flag::Kept, None));
+        }
+        let path = dir_path.join(OsStr::from_bytes(entry));
+        let stat = if self.opts.follow_symlinks {
+            fs::metadata(&path)
+        } else {
+            fs::symlink_metadata(&path)
+        };
+        let meta = match stat {
+            Ok(m) => m,
+            Err(e) => {
+                // GNU tar lists it as `N`; it is gone, so we leave it out of the dumpdir.
+                if e.kind() != io::ErrorKind::NotFound {
+                    self.warnings.push(Warning { path, message: format!("cannot stat: {e}") });
+                    return Some((Flag::Kept, None));
+                }
+                self.warnings
+                    .push(Warning { path, message: "file removed before we read it".into() });
+                return None;
+            }
+        };
+        if meta.is_dir() {
+            if self.opts.follow_symlinks && self.is_ancestor(&meta) {
+                self.warnings
+                    .push(Warning { path, message: "symbolic link loop; not dumped".into() });
+                return Some((Flag::Kept, None));
+            }
+            let force_all = children == Children::All;
+            let (sub, _) = self.procdir(&full, &meta, Some(dir_meta.dev()), force_all);
+            return match sub {
+                Some(c) => Some((Flag::Dir, Some((full, path, meta, c)))),
+                None => Some((Flag::Kept, None)),
+            };
+        }
+        if self.opts.one_file_system && meta.dev() != dir_meta.dev() {
+            return Some((Flag::Kept, None));
+        }
+        let older = |sec: i64, nsec: i64| Timespec { sec, nsec: nsec as u32 } < self.newer;
+        if !known {
+            self.stats.files_new += 1;
+            Some((Flag::Dumped, None))
+        } else if older(meta.mtime(), meta.mtime_nsec()) && older(meta.ctime(), meta.ctime_nsec()) {
+            self.stats.files_unchanged += 1;
+            Some((Flag::Kept, None))
+        } else {
+            self.stats.files_changed += 1;
+            Some((Flag::Dumped, None))
+        }
+    }
+
+    fn is_ancestor(&self, meta: &Metadata) -> bool {
+        self.dirs.iter().any(|d| d.meta.dev() == meta.dev() && d.meta.ino() == meta.ino())
+    }
+
+    /// GNU `append_incremental_renames` / `store_rename`: encode each chain of renames, breaking
+    /// cycles through a temporary directory.
+    fn renames(&self) -> Vec<Rename> {
+        let mut out = Vec::new();
+        for &dir in &self.rename_order {
+            if !self.recs[dir].renamed {
+                continue;
+            }
+            let mv = |from: usize, to: usize| Rename::Move {
+                from: self.recs[from].name.clone(),
+                to: self.recs[to].name.clone(),
+            };
+            // Find a cycle: `prev` ends as the directory `dir` was renamed from, if any.
+            let mut prev = Some(dir);
+            let mut steps = 0;
+            while let Some(p) = prev {
+                if self.recs[p].orig == Some(dir) || steps > self.recs.len() {
+                    break;
+                }
+                prev = self.recs[p].orig;
+                steps += 1;
+            }
+            match prev {
+                None => {
+                    let mut p = dir;
+                    while let Some(o) = self.recs[p].orig {
+                        out.push(mv(o, p));
+                        p = o;
+                    }
+                }
+                Some(prev) => {
+                    let name = &self.recs[dir].name;
+                    let parent = match name.iter().rposition(|&b| b == b'/') {
+                        Some(i) => name[..i].to_vec(),
+                        None => b".".to_vec(),
+                    };
+                    out.push(Rename::Temp(parent));
+                    out.push(Rename::Move { from: name.clone(), to: Vec::new() });
+                    let mut p = dir;
+                    while p != prev {
+                        let Some(o) = self.recs[p].orig else { break };
+                        out.push(mv(o, p));
+                        p = o;
+                    }
+                    out.push(Rename::Move { from: Vec::new(), to: self.recs[prev].name.clone() });
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Entry names of a directory, sorted bytewise (as GNU tar sorts dumpdirs).
+fn list_dir(path: &Path) -> io::Result<Vec<Vec<u8>>> {
+    let mut names = Vec::new();
+    for entry in fs::read_dir(path)? {
+        names.push(entry?.file_name().as_bytes().to_vec());
+    }
+    names.sort();
+    Ok(names)
+}
+
+#[cfg(test)]
+mod tests;
