@@ -75,6 +75,14 @@ impl Error {
         self
     }
 
+    /// Say what we were doing: `"cannot write x: " + message`.
+    pub fn context(mut self, context: impl Into<String>) -> Error {
+        let context = context.into();
+        self.message =
+            if self.message.is_empty() { context } else { format!("{context}: {}", self.message) };
+        self
+    }
+
     /// The kind of failure.
     pub fn kind(&self) -> ErrorKind {
         self.kind
@@ -85,7 +93,10 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.message)?;
         if let Some(source) = &self.source {
-            write!(f, ": {source}")?;
+            if !self.message.is_empty() {
+                f.write_str(": ")?;
+            }
+            write!(f, "{source}")?;
         }
         Ok(())
     }
@@ -109,7 +120,7 @@ impl From<io::Error> for Error {
             }
             return Error::new(ErrorKind::Io, "I/O error");
         }
-        Error { kind: ErrorKind::Io, message: "I/O error".into(), source: Some(Box::new(e)) }
+        Error { kind: ErrorKind::Io, message: String::new(), source: Some(Box::new(e)) }
     }
 }
 

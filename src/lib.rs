@@ -3,16 +3,23 @@
 //! A backup is one stream, built by stages that each wrap the next:
 //!
 //! ```text
-//! walk ─► tar (GNU, listed-incremental) ─► compress ─► segment ─► storage
+//! walk (incremental::scan) ─► tar (incremental::dump, tar) ─► compress ─► segment ─► storage
 //! ```
 //!
-//! A restore reads it back the other way and replays each level's dumpdirs inside a
-//! [`extract::Target`] that refuses anything leaving the restore directory. Backups live
-//! in freezer-agent 19's layout, so each tool lists and restores the other's backups.
+//! A restore reads it back the other way and replays each level's dumpdirs inside an
+//! [`extract::Target`] that refuses anything leaving the restore directory. Backups live in
+//! freezer-agent 19's layout ([`catalog`]), so each tool lists and restores the other's backups.
 
+pub mod backup;
+pub mod catalog;
+pub mod compress;
 pub mod error;
 pub mod exclude;
+pub mod extract;
 pub mod incremental;
+pub mod restore;
+pub mod segment;
 pub mod storage;
+pub mod tar;
 
 pub use error::{Error, ErrorKind, Result};

@@ -4,3 +4,4 @@
 pub mod dumpdir;
 pub mod scan;
 pub mod snapshot;
+pub mod dump;

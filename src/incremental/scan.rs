@@ -75,6 +75,8 @@ pub struct Warning {
 #[derive(Debug)]
 pub struct Plan {
     pub dirs: Vec<Dir>,
+    /// Individual files given as the path to back up (archived by base name, always dumped).
+    pub files: Vec<(Vec<u8>, PathBuf)>,
     pub stats: ScanStats,
     pub warnings: Vec<Warning>,
 }
@@ -169,7 +171,11 @@ pub fn scan(root: &Path, old: Option<&Snapshot>, opts: &ScanOptions) -> io::Resu
     }
     let meta = fs::metadata(root)?;
     if !meta.is_dir() {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a directory"));
+        // A single file is archived by its base name, as freezer-agent does (`cd dirname; tar
+        // file`); GNU tar dumps command-line files at every level.
+        let name = root.file_name().map(|n| n.as_bytes().to_vec()).unwrap_or_default();
+        let stats = ScanStats { files_changed: 1, ..Default::default() };
+        return Ok(Plan { dirs: Vec::new(), files: vec![(name, root.to_path_buf())], stats, warnings: Vec::new() });
     }
     let (rec, _) = s.procdir(b".", &meta, None, false);
     let mut children = Children::All;
@@ -182,7 +188,7 @@ pub fn scan(root: &Path, old: Option<&Snapshot>, opts: &ScanOptions) -> io::Resu
         top.dumpdir.renames = renames;
     }
     s.dirs.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(Plan { dirs: s.dirs, stats: s.stats, warnings: s.warnings })
+    Ok(Plan { dirs: s.dirs, files: Vec::new(), stats: s.stats, warnings: s.warnings })
 }
 
 impl Scanner<'_> {

@@ -1,0 +1,217 @@
+//! One backup: choose the level and parent, scan against the parent's snapshot, stream
+//! tar → compress → segment → storage, then store the snapshot and, last, the metadata, which
+//! makes the backup visible. A failure before that leaves nothing that looks like a backup.
+
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use crate::catalog::{self, Backup, BackupId, BackupMeta, BackupStats, Layout, LevelPolicy, SegmentMeta};
+use crate::compress::Compression;
+use crate::error::{Error, Result};
+use crate::incremental::dump::{self, DumpOptions};
+use crate::incremental::scan::{self, ScanOptions, ScanStats, Warning};
+use crate::incremental::snapshot::{Snapshot, Timespec};
+use crate::segment::{Segmenter, StreamReport};
+use crate::storage::StorageWrite;
+use crate::tar::TarWriter;
+
+/// Everything one backup needs to know.
+#[derive(Debug, Clone)]
+pub struct BackupOptions {
+    pub path: PathBuf,
+    pub hostname: String,
+    pub backup_name: String,
+    pub compression: Compression,
+    pub segment_size: usize,
+    pub policy: LevelPolicy,
+    pub scan: ScanOptions,
+    pub dump: DumpOptions,
+    /// Compression threads.
+    pub threads: usize,
+    /// Walk and compress, but store nothing.
+    pub dry_run: bool,
+    /// Unix seconds to use as "now"; only tests set it.
+    pub now: Option<i64>,
+}
+
+/// What a backup did.
+#[derive(Debug)]
+pub struct BackupReport {
+    pub id: BackupId,
+    pub parent: Option<BackupId>,
+    pub layout: Layout,
+    pub scan: ScanStats,
+    pub members: u64,
+    pub bytes_read: u64,
+    pub unreadable: u64,
+    pub stored: u64,
+    pub warnings: Vec<Warning>,
+    pub seconds: f64,
+    pub dry_run: bool,
+}
+
+/// Run one backup into `storage`.
+pub fn run(storage: &dyn StorageWrite, opts: &BackupOptions) -> Result<BackupReport> {
+    let started = Instant::now();
+    let start = now_timespec();
+    let now = opts.now.unwrap_or(start.sec);
+    let layout = Layout::new(&opts.hostname, &opts.backup_name);
+    let all = catalog::load(storage, &layout)?;
+    let next = catalog::next_backup(&all, &opts.policy, now);
+    let parent: Option<&Backup> = next.parent;
+    let old = match parent {
+        Some(p) => {
+            let key = layout.engine_metadata_key(&p.id);
+            let raw = storage.get(&key)?;
+            Some(Snapshot::parse(&raw).map_err(|e| e.context(format!("parent backup {key}")))?)
+        }
+        None => None,
+    };
+    let mut id = catalog::new_id(&all, &next, now);
+    while storage.exists(&layout.data_dir(&id))? {
+        // A crashed run left data without metadata in this second: take the next one.
+        id.timestamp += 1;
+        if id.level == 0 {
+            id.level_zero = id.timestamp;
+        }
+    }
+
+    let plan = scan::scan(&opts.path, old.as_ref(), &opts.scan).map_err(|e| {
+        Error::io(format!("cannot read the path to back up {}", opts.path.display()), e)
+    })?;
+    for w in &plan.warnings {
+        log::warn!("{}: {}", w.path.display(), w.message);
+    }
+
+    if opts.dry_run {
+        let enc = opts.compression.encoder(Counter(0), opts.threads).map_err(enc_err)?;
+        let mut tar = TarWriter::new(enc);
+        let report = dump::dump(&plan, &mut tar, &opts.dump)?;
+        let stored = tar.finish().and_then(|e| e.finish()).map_err(enc_err)?.0;
+        return Ok(finish_report(id, parent, layout, plan, report, stored, started, true));
+    }
+
+    let upload = storage.create(&layout.data_key(&id))?;
+    let enc = opts
+        .compression
+        .encoder(Segmenter::new(upload, opts.segment_size), opts.threads)
+        .map_err(enc_err)?;
+    let mut tar = TarWriter::new(enc);
+    let dumped = dump::dump(&plan, &mut tar, &opts.dump);
+    let written = dumped.and_then(|report| {
+        let segmenter = tar.finish().and_then(|e| e.finish()).map_err(Error::from)?;
+        Ok((report, segmenter))
+    });
+    let (report, segmenter) = match written {
+        Ok(x) => x,
+        Err(e) => {
+            // The upload is dropped with the pipeline; its temporary data goes with it.
+            return Err(e.context(format!("backup of {} failed", opts.path.display())));
+        }
+    };
+    let (stream, upload) = segmenter.finish()?;
+    upload.commit()?;
+
+    let snapshot = plan.snapshot(start, &report.dropped).encode();
+    storage.put(&layout.engine_metadata_key(&id), &snapshot)?;
+    let meta = metadata(opts, &id, parent, &stream, &snapshot, &plan.stats, &report, started);
+    let json = serde_json::to_vec(&meta).map_err(|e| Error::storage("cannot encode metadata").with_source(e))?;
+    storage.put(&layout.metadata_key(&id), &json)?;
+    Ok(finish_report(id, parent, layout, plan, report, stream.size, started, false))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn metadata(
+    opts: &BackupOptions,
+    id: &BackupId,
+    parent: Option<&Backup>,
+    stream: &StreamReport,
+    snapshot: &[u8],
+    scan: &ScanStats,
+    dump: &dump::DumpReport,
+    started: Instant,
+) -> BackupMeta {
+    use sha2::Digest;
+    BackupMeta {
+        engine_name: "tar".into(),
+        compression: opts.compression.name().into(),
+        encryption: false,
+        format: Some(1),
+        tool: Some(format!("freezer {}", env!("CARGO_PKG_VERSION"))),
+        hostname: Some(opts.hostname.clone()),
+        backup_name: Some(opts.backup_name.clone()),
+        path_to_backup: Some(opts.path.display().to_string()),
+        level: Some(id.level),
+        time_stamp: Some(id.timestamp),
+        level_zero_timestamp: Some(id.level_zero),
+        parent: parent.map(|p| p.id.name()),
+        data_size: Some(stream.size),
+        data_sha256: Some(stream.sha256.clone()),
+        segment_size: Some(opts.segment_size as u64),
+        segments: Some(
+            stream.segments.iter().map(|s| SegmentMeta { size: s.size, sha256: s.sha256.clone() }).collect(),
+        ),
+        engine_metadata_sha256: Some(hex::encode(sha2::Sha256::digest(snapshot))),
+        stats: Some(BackupStats {
+            dirs: scan.dirs,
+            files_new: scan.files_new,
+            files_changed: scan.files_changed,
+            files_unchanged: scan.files_unchanged,
+            unreadable: dump.unreadable,
+            bytes_read: dump.bytes_read,
+            duration_secs: started.elapsed().as_secs_f64(),
+        }),
+        ..BackupMeta::default()
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn finish_report(
+    id: BackupId,
+    parent: Option<&Backup>,
+    layout: Layout,
+    plan: scan::Plan,
+    report: dump::DumpReport,
+    stored: u64,
+    started: Instant,
+    dry_run: bool,
+) -> BackupReport {
+    let mut warnings = plan.warnings;
+    warnings.extend(report.warnings);
+    BackupReport {
+        id,
+        parent: parent.map(|p| p.id),
+        layout,
+        scan: plan.stats,
+        members: report.members,
+        bytes_read: report.bytes_read,
+        unreadable: report.unreadable,
+        stored,
+        warnings,
+        seconds: started.elapsed().as_secs_f64(),
+        dry_run,
+    }
+}
+
+fn enc_err(e: io::Error) -> Error {
+    Error::from(e).context("compression failed")
+}
+
+fn now_timespec() -> Timespec {
+    let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    Timespec { sec: d.as_secs() as i64, nsec: d.subsec_nanos() }
+}
+
+/// Counts what a dry run would store.
+struct Counter(u64);
+
+impl Write for Counter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0 += buf.len() as u64;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}

@@ -1,0 +1,268 @@
+//! Command-line definition: freezer-agent's flat options (`--action backup …`) and friendly
+//! subcommands (`freezer backup PATH …`) over the same groups of flags, so both spellings reach
+//! the same code.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "freezer",
+    version,
+    about = "Back up and restore directory trees as GNU tar multi-level incrementals",
+    long_about = "Back up and restore directory trees as GNU tar multi-level incrementals.\n\n\
+        Use the subcommands (`freezer backup PATH`, `freezer restore DIR`, `freezer list`), or \
+        freezer-agent's options (`freezer --action backup --path-to-backup PATH …`): both run \
+        the same code. Called as `freezer-agent`, the defaults are freezer-agent's.",
+    after_help = EXIT_CODES,
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// What to do (freezer-agent spelling): backup, restore, info, admin, exec.
+    #[arg(long, value_enum)]
+    pub action: Option<Action>,
+
+    /// Directory (or single file) to back up.
+    #[arg(short = 'F', long = "path-to-backup", visible_alias = "file-to-backup", value_name = "PATH")]
+    pub path_to_backup: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub common: Common,
+
+    #[command(flatten)]
+    pub backup: BackupFlags,
+
+    #[command(flatten)]
+    pub restore: RestoreFlags,
+
+    #[command(flatten)]
+    pub unsupported: Unsupported,
+}
+
+pub const EXIT_CODES: &str = "Exit codes:\n  \
+    0  success\n  \
+    1  failed (storage, I/O or internal error; nothing new is visible in the storage)\n  \
+    2  bad options or configuration; or restore target not empty without --overwrite\n  \
+    3  backup completed, but some files could not be read or changed while being read\n  \
+    4  no backup matches the name, host or date\n  \
+    5  stored data is damaged, or an archive tried to write outside the restore directory";
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Back up a directory tree (or one file).
+    Backup(BackupCmd),
+    /// Restore a backup into a directory.
+    Restore(RestoreCmd),
+    /// List backups in a container.
+    List(ListCmd),
+}
+
+#[derive(Args, Debug)]
+pub struct BackupCmd {
+    /// Directory (or single file) to back up.
+    #[arg(value_name = "PATH", required_unless_present = "path_to_backup")]
+    pub path: Option<PathBuf>,
+    #[arg(short = 'F', long = "path-to-backup", visible_alias = "file-to-backup", hide = true)]
+    pub path_to_backup: Option<PathBuf>,
+    #[command(flatten)]
+    pub common: Common,
+    #[command(flatten)]
+    pub backup: BackupFlags,
+    #[command(flatten)]
+    pub unsupported: Unsupported,
+}
+
+#[derive(Args, Debug)]
+pub struct RestoreCmd {
+    /// Directory to restore into (created if missing).
+    #[arg(value_name = "DIR", required_unless_present = "restore_abs_path")]
+    pub target: Option<PathBuf>,
+    #[command(flatten)]
+    pub common: Common,
+    #[command(flatten)]
+    pub restore: RestoreFlags,
+    #[command(flatten)]
+    pub unsupported: Unsupported,
+}
+
+#[derive(Args, Debug)]
+pub struct ListCmd {
+    #[command(flatten)]
+    pub common: Common,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    Backup,
+    Restore,
+    Info,
+    Admin,
+    Exec,
+}
+
+/// Options every action takes.
+#[derive(Args, Debug, Clone)]
+pub struct Common {
+    /// Backup name; stored as <hostname>_<backup-name>. Default: freezer_{mode}_{hostname}.
+    #[arg(short = 'N', long = "backup-name", value_name = "NAME")]
+    pub backup_name: Option<String>,
+
+    /// Where backups live: a directory for local storage.
+    /// Default: /var/backups/freezer (freezer) or freezer_backups (freezer-agent).
+    #[arg(short = 'C', long, value_name = "CONTAINER")]
+    pub container: Option<String>,
+
+    /// Storage type. Default: local (freezer) or swift (freezer-agent).
+    #[arg(long, value_enum)]
+    pub storage: Option<StorageKind>,
+
+    /// Host name the backups belong to; set it to restore another host's backups.
+    #[arg(long, visible_alias = "restore-from-host", value_name = "HOST")]
+    pub hostname: Option<String>,
+
+    /// Do the work but store, change or delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Also append log lines to this file.
+    #[arg(long, value_name = "FILE")]
+    pub log_file: Option<PathBuf>,
+
+    /// Print nothing but errors.
+    #[arg(short, long)]
+    pub quiet: bool,
+
+    /// Write the run's metadata as JSON to FILE, or to stdout with `-` (for freezer-scheduler).
+    #[arg(long, value_name = "FILE|-")]
+    pub metadata_out: Option<String>,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StorageKind {
+    Local,
+    Swift,
+    S3,
+    Ssh,
+    Ftp,
+    Ftps,
+}
+
+/// Backup options.
+#[derive(Args, Debug, Clone, Default)]
+pub struct BackupFlags {
+    /// Backup mode; only fs for now.
+    #[arg(short = 'm', long, value_name = "MODE")]
+    pub mode: Option<String>,
+
+    /// Backup engine; only tar.
+    #[arg(long, value_name = "ENGINE")]
+    pub engine: Option<String>,
+
+    /// Make incremental backups (implied by --max-level / --always-level).
+    #[arg(long)]
+    pub incremental: bool,
+
+    /// Levels 0..N, then a new chain.
+    #[arg(long, value_name = "N")]
+    pub max_level: Option<u32>,
+
+    /// Climb to level N, then make every next backup level N again against level N-1.
+    #[arg(long, value_name = "N")]
+    pub always_level: Option<u32>,
+
+    /// Start a new chain when the newest backup is older than DAYS days.
+    #[arg(long, value_name = "DAYS")]
+    pub restart_always_level: Option<f64>,
+
+    /// zstd, gzip, bzip2, xz or none. Default: zstd (freezer) or gzip (freezer-agent).
+    #[arg(long, value_name = "CODEC")]
+    pub compression: Option<String>,
+
+    /// Segment size in bytes (K, M, G suffixes allowed); bounds memory use. Default 32M.
+    #[arg(short = 'M', long, value_name = "BYTES")]
+    pub max_segment_size: Option<String>,
+
+    /// Leave out names matching this pattern (GNU tar --exclude rules); repeatable.
+    #[arg(long, value_name = "PATTERN")]
+    pub exclude: Vec<String>,
+
+    /// soft: store what symlinks point to; hard: store hard links as separate files; all: both.
+    #[arg(long, value_enum, value_name = "KIND")]
+    pub dereference_symlink: Option<Dereference>,
+
+    /// Also descend into directories on other file systems (freezer-agent never does).
+    #[arg(long)]
+    pub cross_file_systems: bool,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dereference {
+    Soft,
+    Hard,
+    All,
+}
+
+/// Restore options.
+#[derive(Args, Debug, Clone, Default)]
+pub struct RestoreFlags {
+    /// Directory to restore into.
+    #[arg(long, value_name = "DIR")]
+    pub restore_abs_path: Option<PathBuf>,
+
+    /// Restore the state as of this date: YYYY-MM-DDThh:mm:ss (local time) or RFC 3339.
+    #[arg(long, value_name = "DATE")]
+    pub restore_from_date: Option<String>,
+
+    /// Restore into a non-empty directory; files absent from the backup are deleted from the
+    /// directories it restores.
+    #[arg(long)]
+    pub overwrite: bool,
+}
+
+/// freezer-agent options that later versions will support: accepted by the parser so the
+/// error can say so, never silently ignored.
+#[derive(Args, Debug, Clone, Default)]
+pub struct Unsupported {
+    #[arg(long, hide = true)]
+    pub encrypt_pass_file: Option<String>,
+    #[arg(long, hide = true)]
+    pub config: Option<String>,
+    #[arg(short = 'R', long, hide = true)]
+    pub remove_older_than: Option<String>,
+    #[arg(long, hide = true)]
+    pub remove_from_date: Option<String>,
+    #[arg(long, hide = true)]
+    pub upload_limit: Option<String>,
+    #[arg(long, hide = true)]
+    pub download_limit: Option<String>,
+    #[arg(short = 's', long, hide = true)]
+    pub snapshot: Option<String>,
+    #[arg(long, hide = true)]
+    pub max_priority: Option<String>,
+}
+
+impl Unsupported {
+    /// The first option given that this version does not support, with the issue it waits on.
+    pub fn first(&self) -> Option<&'static str> {
+        let opts: [(&Option<String>, &str); 8] = [
+            (&self.encrypt_pass_file, "--encrypt-pass-file (encryption)"),
+            (&self.config, "--config (INI job files)"),
+            (&self.remove_older_than, "--remove-older-than (retention)"),
+            (&self.remove_from_date, "--remove-from-date (retention)"),
+            (&self.upload_limit, "--upload-limit"),
+            (&self.download_limit, "--download-limit"),
+            (&self.snapshot, "--snapshot (LVM snapshots)"),
+            (&self.max_priority, "--max-priority"),
+        ];
+        opts.iter()
+            .find(|(v, name)| {
+                // The agent's "no limit" value is -1; accept it.
+                v.as_deref().is_some_and(|s| !(name.contains("limit") && s.trim() == "-1"))
+            })
+            .map(|(_, name)| *name)
+    }
+}

@@ -1,0 +1,68 @@
+//! A small `log` backend: warnings and errors to stderr (unless quiet), everything at info and
+//! above to `--log-file` with a timestamp.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::Path;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+struct Logger {
+    stderr: bool,
+    file: Option<Mutex<File>>,
+}
+
+static STDERR: AtomicBool = AtomicBool::new(false);
+
+/// Whether error lines already reach stderr through the logger.
+pub fn printed_to_stderr() -> bool {
+    STDERR.load(Ordering::Relaxed)
+}
+
+impl log::Log for Logger {
+    fn enabled(&self, m: &log::Metadata) -> bool {
+        m.level() <= log::Level::Info
+    }
+
+    fn log(&self, record: &log::Record) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        if self.stderr && record.level() <= log::Level::Warn {
+            let level = if record.level() == log::Level::Error { "error" } else { "warning" };
+            eprintln!("freezer: {level}: {}", record.args());
+        }
+        if let Some(file) = &self.file {
+            if let Ok(mut f) = file.lock() {
+                let now = jiff::Zoned::now().strftime("%Y-%m-%d %H:%M:%S%.3f");
+                let _ = writeln!(f, "{now} {} {} {}", std::process::id(), record.level(), record.args());
+            }
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+/// Install the logger; a log file that cannot be opened is an error naming it.
+pub fn init(quiet: bool, log_file: Option<&Path>) -> anyhow::Result<()> {
+    let file = match log_file {
+        Some(p) => {
+            if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    anyhow::anyhow!("cannot create the directory of --log-file {}: {e}", p.display())
+                })?;
+            }
+            let f = OpenOptions::new().create(true).append(true).open(p).map_err(|e| {
+                anyhow::anyhow!("cannot open --log-file {}: {e}; choose a writable path", p.display())
+            })?;
+            Some(Mutex::new(f))
+        }
+        None => None,
+    };
+    STDERR.store(!quiet, Ordering::Relaxed);
+    let logger = Logger { stderr: !quiet, file };
+    if log::set_boxed_logger(Box::new(logger)).is_ok() {
+        log::set_max_level(log::LevelFilter::Info);
+    }
+    Ok(())
+}
