@@ -10,6 +10,7 @@
 //! [`extract::Target`] that refuses anything leaving the restore directory. Backups live
 //! in freezer-agent 19's layout, so each tool lists and restores the other's backups.
 
+pub mod catalog;
 pub mod error;
 pub mod incremental;
 pub mod storage;
