@@ -116,8 +116,7 @@ pub fn run(storage: &dyn StorageWrite, opts: &BackupOptions) -> Result<BackupRep
     let snapshot = plan.snapshot(start, &report.dropped).encode();
     storage.put(&layout.engine_metadata_key(&id), &snapshot)?;
     let meta = metadata(opts, &id, parent, &stream, &snapshot, &plan.stats, &report, started);
-    let json = serde_json::to_vec(&meta).map_err(|e| Error::storage("cannot encode metadata").with_source(e))?;
-    storage.put(&layout.metadata_key(&id), &json)?;
+    storage.put(&layout.metadata_key(&id), meta.to_json()?.as_bytes())?;
     Ok(finish_report(id, parent, layout, plan, report, stream.size, started, false))
 }
 
@@ -134,10 +133,7 @@ fn metadata(
 ) -> BackupMeta {
     use sha2::Digest;
     BackupMeta {
-        engine_name: "tar".into(),
-        compression: opts.compression.name().into(),
-        encryption: false,
-        format: Some(1),
+        format: Some(catalog::FORMAT),
         tool: Some(format!("freezer {}", env!("CARGO_PKG_VERSION"))),
         hostname: Some(opts.hostname.clone()),
         backup_name: Some(opts.backup_name.clone()),
@@ -161,8 +157,9 @@ fn metadata(
             unreadable: dump.unreadable,
             bytes_read: dump.bytes_read,
             duration_secs: started.elapsed().as_secs_f64(),
+            ..Default::default()
         }),
-        ..BackupMeta::default()
+        ..BackupMeta::new(opts.compression.name(), false)
     }
 }
 

@@ -113,10 +113,8 @@ impl From<io::Error> for Error {
     fn from(e: io::Error) -> Error {
         // An io::Error may carry one of ours (from a Read/Write adapter); unwrap it.
         if e.get_ref().is_some_and(|inner| inner.is::<Error>()) {
-            if let Some(inner) = e.into_inner() {
-                if let Ok(ours) = inner.downcast::<Error>() {
-                    return *ours;
-                }
+            if let Some(Ok(ours)) = e.into_inner().map(|inner| inner.downcast::<Error>()) {
+                return *ours;
             }
             return Error::new(ErrorKind::Io, "I/O error");
         }

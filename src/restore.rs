@@ -54,7 +54,7 @@ pub fn run(storage: &dyn Storage, opts: &RestoreOptions) -> Result<RestoreReport
             ),
         ));
     }
-    let chain = catalog::restore_chain(&all, opts.at)?;
+    let chain = catalog::restore_chain(&all, &layout, opts.at)?;
     for b in &chain {
         check_readable(&layout, b)?;
     }

@@ -1,1 +1,9 @@
+//! Integration tests: the real binary against real GNU tar, gzip/zstd CLIs and freezer-agent 19.
 
+mod support;
+
+mod agent;
+mod cli;
+mod gnu;
+mod hostile;
+mod roundtrip;

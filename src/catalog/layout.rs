@@ -69,6 +69,11 @@ impl Layout {
         Layout { host_backup: format!("{hostname}_{backup_name}") }
     }
 
+    /// The layout of an already joined `<hostname>_<backup_name>` (as listed in a container).
+    pub fn from_host_backup(host_backup: &str) -> Layout {
+        Layout { host_backup: host_backup.to_string() }
+    }
+
     /// `<hostname>_<backup_name>`.
     pub fn host_backup(&self) -> &str {
         &self.host_backup

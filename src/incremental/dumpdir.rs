@@ -90,20 +90,17 @@ impl Dumpdir {
                     }
                     out.renames.push(Rename::Move { from, to: name.to_vec() });
                 }
-                other => match Flag::from_byte(other) {
-                    Some(f) => {
-                        if name.is_empty() || name.contains(&b'/') || name == b"." || name == b".."
-                        {
-                            return Err(Error::unsafe_path(format!(
-                                "malformed dumpdir: entry name {:?} is not a plain file name",
-                                String::from_utf8_lossy(name)
-                            )));
-                        }
-                        out.entries.push((f, name.to_vec()));
-                    }
+                other => {
                     // GNU tar ignores unknown flags; so do we.
-                    None => {}
-                },
+                    let Some(f) = Flag::from_byte(other) else { continue };
+                    if name.is_empty() || name.contains(&b'/') || name == b"." || name == b".." {
+                        return Err(Error::unsafe_path(format!(
+                            "malformed dumpdir: entry name {:?} is not a plain file name",
+                            String::from_utf8_lossy(name)
+                        )));
+                    }
+                    out.entries.push((f, name.to_vec()));
+                }
             }
         }
         if pending_from.is_some() {

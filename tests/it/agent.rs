@@ -1,0 +1,95 @@
+//! Interoperability with the real freezer-agent 19 (`pip install freezer==19.0.0`), run through
+//! `scripts/agent` (which starts the stand-in Keystone the agent needs even for local storage).
+//! The fixtures are made at test time by `scripts/agent-fixtures`; a missing agent fails.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+
+use crate::support::*;
+
+fn agent() -> PathBuf {
+    std::env::var_os("FREEZER_AGENT").map(PathBuf::from).unwrap_or_else(|| repo().join("scripts/agent"))
+}
+
+/// Agent-made chain (levels 0..2, gzip), made once per test run.
+fn fixtures() -> &'static PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("freezer-agent-fixtures-{}", std::process::id()));
+        let out = Command::new(repo().join("scripts/agent-fixtures")).arg(&dir).output().expect("run scripts/agent-fixtures");
+        assert!(
+            out.status.success(),
+            "scripts/agent-fixtures failed (is freezer-agent 19 installed? run scripts/install-deps)\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        dir
+    })
+}
+
+fn treegen_manifest(dir: &std::path::Path) -> String {
+    sh(&format!("python3 '{}' manifest '{}'", repo().join("scripts/treegen.py").display(), dir.display()))
+}
+
+#[test]
+fn freezer_restores_every_level_of_an_agent_chain() {
+    let fx = fixtures();
+    let container = fx.join("container");
+    let dirs = level_dirs(&container, "fixturehost_fixture");
+    assert_eq!(dirs.len(), 3, "agent fixture has levels 0..2");
+    let t = tempfile::tempdir().unwrap();
+    for (level, d) in dirs.iter().enumerate() {
+        let ts = d.file_name().unwrap().to_str().unwrap().split_once('_').unwrap().1;
+        let date = jiff::Timestamp::from_second(ts.parse().unwrap()).unwrap().to_string();
+        let dest = t.path().join(format!("r{level}"));
+        freezer_ok([
+            "--action", "restore", "--backup-name", "fixture", "--hostname", "fixturehost", "--storage", "local",
+            "--container", container.to_str().unwrap(), "--restore-abs-path", dest.to_str().unwrap(),
+            "--restore-from-date", &date,
+        ]);
+        let expected = std::fs::read_to_string(fx.join(format!("manifest.{level}"))).unwrap();
+        assert_eq!(treegen_manifest(&dest), expected, "level {level}");
+    }
+}
+
+#[test]
+fn agent_restores_a_gzip_chain_written_by_freezer() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    sample_tree(&src);
+    let c = t.path().join("c");
+    for step in 0..3 {
+        if step == 1 {
+            write(&src.join("a/new"), "new at 1");
+            std::fs::remove_file(src.join("top.txt")).unwrap();
+        }
+        if step == 2 {
+            std::fs::rename(src.join("a/b"), src.join("a/b2")).unwrap();
+            std::fs::remove_file(src.join("a/new")).unwrap();
+        }
+        freezer_ok([
+            "--action", "backup", "-F", src.to_str().unwrap(), "-N", "ours", "--hostname", "ourhost",
+            "--storage", "local", "-C", c.to_str().unwrap(), "--incremental", "--max-level", "3",
+            "--compression", "gzip",
+        ]);
+        // The agent names levels by whole seconds; keep ours in distinct seconds too.
+        tick();
+    }
+    let dest = t.path().join("agent-restore");
+    let out = Command::new(agent())
+        .args(["--action", "restore", "--backup-name", "ours", "--hostname", "ourhost", "--storage", "local"])
+        .arg("--container")
+        .arg(&c)
+        .arg("--restore-abs-path")
+        .arg(&dest)
+        .output()
+        .expect("run scripts/agent");
+    assert!(
+        out.status.success(),
+        "freezer-agent restore failed\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(manifest(&dest, true), manifest(&src, true));
+}
