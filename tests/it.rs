@@ -6,4 +6,5 @@ mod agent;
 mod cli;
 mod gnu;
 mod hostile;
+mod property;
 mod roundtrip;
