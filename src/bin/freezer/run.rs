@@ -124,6 +124,8 @@ pub fn run(cli: Cli, profile: Profile) -> Result<Exit> {
             .to_string_lossy()
             .into_owned(),
     };
+    check_name("--hostname", &hostname)?;
+    check_name("--backup-name", &backup_name(&common, None))?;
     match job {
         Job::Backup { path, flags } => {
             let opts = backup_options(&common, &flags, profile, path, hostname)?;
@@ -150,6 +152,14 @@ pub fn run(cli: Cli, profile: Profile) -> Result<Exit> {
             Ok(Exit::Ok)
         }
     }
+}
+
+/// Host and backup names become one path component of the layout.
+fn check_name(option: &str, value: &str) -> Result<()> {
+    if value.is_empty() || value.contains('/') || value == "." || value == ".." || value.contains('\0') {
+        bail!(usage(&format!("invalid {option} '{value}': it must be non-empty and contain no '/'")));
+    }
+    Ok(())
 }
 
 fn usage(msg: &str) -> freezer::Error {
