@@ -13,5 +13,6 @@
 pub mod error;
 pub mod incremental;
 pub mod storage;
+pub mod tar;
 
 pub use error::{Error, ErrorKind, Result};
