@@ -169,20 +169,15 @@ impl<W: Write> Dumper<'_, W> {
         let h = header(name, &meta, &owner);
         let size = meta.len();
         let map = tar::sparse_map(&file, size).unwrap_or(None);
-        let mut reader = SoftReader { inner: &file, error: None, read: 0 };
         let appended = match &map {
             Some(map) => {
                 let mut data = tar::SparseReader::new(&file, map);
-                let mut soft = SoftReader { inner: &mut data, error: None, read: 0 };
-                let a = self.write(&h, Kind::Sparse { size, map }, Some(&mut soft), path)?;
-                reader.error = soft.error;
-                reader.read = soft.read;
-                a
+                self.write(&h, Kind::Sparse { size, map }, Some(&mut data), path)?
             }
-            None => self.write(&h, Kind::File { size }, Some(&mut reader), path)?,
+            None => self.write(&h, Kind::File { size }, Some(&mut &file), path)?,
         };
-        self.report.bytes_read += reader.read;
-        if let Some(e) = reader.error {
+        self.report.bytes_read += size.saturating_sub(appended.short);
+        if let Some(e) = appended.read_error {
             self.warn(path, format!("read error, rest of the file stored as zeros: {e}"));
             self.report.unreadable += 1;
             return Ok(false);
@@ -204,34 +199,6 @@ impl<W: Write> Dumper<'_, W> {
             }
         }
         Ok(true)
-    }
-}
-
-/// Turns read errors into end-of-file (the tar writer then pads the member), remembering them.
-struct SoftReader<R> {
-    inner: R,
-    error: Option<io::Error>,
-    read: u64,
-}
-
-impl<R: Read> Read for SoftReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.error.is_some() {
-            return Ok(0);
-        }
-        loop {
-            match self.inner.read(buf) {
-                Ok(n) => {
-                    self.read += n as u64;
-                    return Ok(n);
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    self.error = Some(e);
-                    return Ok(0);
-                }
-            }
-        }
     }
 }
 
