@@ -11,6 +11,7 @@
 //! in freezer-agent 19's layout, so each tool lists and restores the other's backups.
 
 pub mod error;
+pub mod extract;
 pub mod incremental;
 pub mod storage;
 
