@@ -10,8 +10,10 @@
 //! [`extract::Target`] that refuses anything leaving the restore directory. Backups live
 //! in freezer-agent 19's layout, so each tool lists and restores the other's backups.
 
+pub mod compress;
 pub mod error;
 pub mod incremental;
+pub mod segment;
 pub mod storage;
 
 pub use error::{Error, ErrorKind, Result};
