@@ -6,7 +6,9 @@ use std::io::{self, Write};
 use std::path::PathBuf;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use crate::catalog::{self, Backup, BackupId, BackupMeta, BackupStats, Layout, LevelPolicy, SegmentMeta};
+use crate::catalog::{
+    self, Backup, BackupId, BackupMeta, BackupStats, Layout, LevelPolicy, SegmentMeta,
+};
 use crate::compress::Compression;
 use crate::error::{Error, Result};
 use crate::incremental::dump::{self, DumpOptions};
@@ -146,7 +148,11 @@ fn metadata(
         data_sha256: Some(stream.sha256.clone()),
         segment_size: Some(opts.segment_size as u64),
         segments: Some(
-            stream.segments.iter().map(|s| SegmentMeta { size: s.size, sha256: s.sha256.clone() }).collect(),
+            stream
+                .segments
+                .iter()
+                .map(|s| SegmentMeta { size: s.size, sha256: s.sha256.clone() })
+                .collect(),
         ),
         engine_metadata_sha256: Some(hex::encode(sha2::Sha256::digest(snapshot))),
         stats: Some(BackupStats {

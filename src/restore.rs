@@ -193,8 +193,11 @@ fn replay(level: Box<dyn Read + Send + '_>, target: &mut Target) -> Result<(u64,
             t @ (b'3' | b'4') => {
                 let major = entry.header().device_major()?.unwrap_or(0);
                 let minor = entry.header().device_minor()?.unwrap_or(0);
-                let kind =
-                    if t == b'3' { Special::Char { major, minor } } else { Special::Block { major, minor } };
+                let kind = if t == b'3' {
+                    Special::Char { major, minor }
+                } else {
+                    Special::Block { major, minor }
+                };
                 target.special(&name, kind, &meta)?;
             }
             // Volume labels, multi-volume continuations: nothing to restore.

@@ -129,12 +129,19 @@ impl Target {
             super::display_path(&self.root, &join(&dst))
         );
         let fail = |e: io::Error| Error::io(what.clone(), e);
-        let src_dir = self
-            .walker
-            .dir(subject, src_parent, false)?
-            .ok_or_else(|| fail(io::Error::from(Errno::ENOENT)))?
-            .try_clone_to_owned()
-            .map_err(fail)?;
+        // GNU tar reports a missing source and goes on; the directory's own member recreates
+        // what is needed. (It happens when an inode number was reused for a new directory.)
+        let missing = || {
+            log::warn!("{what}: the source does not exist; not renamed");
+            Ok(())
+        };
+        let Some(src_dir) = self.walker.dir(subject, src_parent, false)? else {
+            return missing();
+        };
+        let src_dir = src_dir.try_clone_to_owned().map_err(fail)?;
+        if lstat_at(src_dir.as_fd(), src_leaf).map_err(|e| fail(io::Error::from(e)))?.is_none() {
+            return missing();
+        }
         let res = match self.walker.dir(subject, dst_parent, true)? {
             Some(dst_dir) => renameat(src_dir.as_fd(), *src_leaf, dst_dir, *dst_leaf),
             None => Err(Errno::ENOENT),

@@ -40,8 +40,18 @@ pub struct DumpReport {
 }
 
 /// Write `plan` into `out`.
-pub fn dump<W: Write>(plan: &Plan, out: &mut TarWriter<W>, opts: &DumpOptions) -> Result<DumpReport> {
-    let mut d = Dumper { opts, out, names: Names::default(), links: HashMap::new(), report: DumpReport::default() };
+pub fn dump<W: Write>(
+    plan: &Plan,
+    out: &mut TarWriter<W>,
+    opts: &DumpOptions,
+) -> Result<DumpReport> {
+    let mut d = Dumper {
+        opts,
+        out,
+        names: Names::default(),
+        links: HashMap::new(),
+        report: DumpReport::default(),
+    };
     for dir in &plan.dirs {
         let mut name = dir.name.clone();
         name.push(b'/');
@@ -80,11 +90,18 @@ struct Dumper<'a, W: Write> {
 }
 
 impl<W: Write> Dumper<'_, W> {
-    fn write(&mut self, h: &Header, kind: Kind, data: Option<&mut dyn Read>, path: &Path) -> Result<tar::Appended> {
+    fn write(
+        &mut self,
+        h: &Header,
+        kind: Kind,
+        data: Option<&mut dyn Read>,
+        path: &Path,
+    ) -> Result<tar::Appended> {
         self.report.members += 1;
-        self.out
-            .append(h, kind, data)
-            .map_err(|e| Error::from(e).context(format!("cannot write the archive member for {}", path.display())))
+        self.out.append(h, kind, data).map_err(|e| {
+            Error::from(e)
+                .context(format!("cannot write the archive member for {}", path.display()))
+        })
     }
 
     fn warn(&mut self, path: &Path, message: String) {
@@ -94,7 +111,8 @@ impl<W: Write> Dumper<'_, W> {
 
     /// Dump one non-directory entry. Returns false when it could not be read.
     fn file(&mut self, name: &[u8], path: &Path) -> Result<bool> {
-        let stat = if self.opts.follow_symlinks { fs::metadata(path) } else { fs::symlink_metadata(path) };
+        let stat =
+            if self.opts.follow_symlinks { fs::metadata(path) } else { fs::symlink_metadata(path) };
         let meta = match stat {
             Ok(m) => m,
             Err(e) => {
@@ -117,7 +135,12 @@ impl<W: Write> Dumper<'_, W> {
         if ft.is_symlink() {
             match fs::read_link(path) {
                 Ok(target) => {
-                    self.write(&h, Kind::Symlink { target: target.as_os_str().as_bytes() }, None, path)?;
+                    self.write(
+                        &h,
+                        Kind::Symlink { target: target.as_os_str().as_bytes() },
+                        None,
+                        path,
+                    )?;
                 }
                 Err(e) => {
                     self.warn(path, format!("cannot read symbolic link: {e}"));
@@ -128,8 +151,15 @@ impl<W: Write> Dumper<'_, W> {
         } else if ft.is_fifo() {
             self.write(&h, Kind::Fifo, None, path)?;
         } else if ft.is_char_device() || ft.is_block_device() {
-            let (major, minor) = (nix::sys::stat::major(meta.rdev()) as u32, nix::sys::stat::minor(meta.rdev()) as u32);
-            let kind = if ft.is_char_device() { Kind::Char { major, minor } } else { Kind::Block { major, minor } };
+            let (major, minor) = (
+                nix::sys::stat::major(meta.rdev()) as u32,
+                nix::sys::stat::minor(meta.rdev()) as u32,
+            );
+            let kind = if ft.is_char_device() {
+                Kind::Char { major, minor }
+            } else {
+                Kind::Block { major, minor }
+            };
             self.write(&h, kind, None, path)?;
         } else if ft.is_socket() {
             self.warn(path, "socket ignored".into());
@@ -164,7 +194,8 @@ impl<W: Write> Dumper<'_, W> {
             }
         };
         // Size and times as of opening; GNU tar also re-stats before dumping.
-        let meta = file.metadata().map_err(|e| Error::io(format!("cannot stat {}", path.display()), e))?;
+        let meta =
+            file.metadata().map_err(|e| Error::io(format!("cannot stat {}", path.display()), e))?;
         let owner = self.names.owner(&meta);
         let h = header(name, &meta, &owner);
         let size = meta.len();
@@ -183,7 +214,13 @@ impl<W: Write> Dumper<'_, W> {
             return Ok(false);
         }
         if appended.short > 0 {
-            self.warn(path, format!("file shrank by {} bytes while we read it; padded with zeros", appended.short));
+            self.warn(
+                path,
+                format!(
+                    "file shrank by {} bytes while we read it; padded with zeros",
+                    appended.short
+                ),
+            );
             self.report.unreadable += 1;
             return Ok(false);
         }

@@ -175,7 +175,12 @@ pub fn scan(root: &Path, old: Option<&Snapshot>, opts: &ScanOptions) -> io::Resu
         // file`); GNU tar dumps command-line files at every level.
         let name = root.file_name().map(|n| n.as_bytes().to_vec()).unwrap_or_default();
         let stats = ScanStats { files_changed: 1, ..Default::default() };
-        return Ok(Plan { dirs: Vec::new(), files: vec![(name, root.to_path_buf())], stats, warnings: Vec::new() });
+        return Ok(Plan {
+            dirs: Vec::new(),
+            files: vec![(name, root.to_path_buf())],
+            stats,
+            warnings: Vec::new(),
+        });
     }
     let (rec, _) = s.procdir(b".", &meta, None, false);
     let mut children = Children::All;
@@ -213,7 +218,7 @@ impl Scanner<'_> {
                 if same_dev && r.ino == ino {
                     children = Children::Changed;
                 } else {
-                    match self.by_meta.get(&(dev, ino)).copied().filter(|&d| d != i) {
+                    match self.renamed_from(meta).filter(|&d| d != i) {
                         Some(d) => {
                             self.note_rename(i, d, name);
                             children = Children::Changed;
@@ -229,7 +234,7 @@ impl Scanner<'_> {
                 i
             }
             None => {
-                let found = self.by_meta.get(&(dev, ino)).copied();
+                let found = self.renamed_from(meta);
                 let i = self.recs.len();
                 self.recs.push(Rec {
                     name: name.to_vec(),
@@ -264,6 +269,24 @@ impl Scanner<'_> {
         }
         self.recs[i].inited = true;
         (Some(children), i)
+    }
+
+    /// The old directory this one may have been renamed from: the record with its (dev, ino).
+    /// GNU tar stops there; we also require that the directory existed before the previous
+    /// dump started (its birth time, where the file system records one), because a new
+    /// directory often reuses the inode number of one deleted since, and a false rename can
+    /// make the restore move a directory under a path that is not a directory there.
+    fn renamed_from(&self, meta: &Metadata) -> Option<usize> {
+        let d = self.by_meta.get(&(meta.dev(), meta.ino())).copied()?;
+        let born = meta.created().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+        match born {
+            Some(b)
+                if Timespec { sec: b.as_secs() as i64, nsec: b.subsec_nanos() } >= self.newer =>
+            {
+                None
+            }
+            _ => Some(d),
+        }
     }
 
     /// Directory `i` (now called `name`) is the old directory `d` renamed.
@@ -424,53 +447,91 @@ impl Scanner<'_> {
     /// GNU `append_incremental_renames` / `store_rename`: encode each chain of renames, breaking
     /// cycles through a temporary directory.
     fn renames(&self) -> Vec<Rename> {
+        let chains: Vec<Vec<Rename>> =
+            self.rename_order.iter().map(|&d| self.rename_chain(d)).collect();
+        order_chains(chains).into_iter().flatten().collect()
+    }
+
+    fn rename_chain(&self, dir: usize) -> Vec<Rename> {
         let mut out = Vec::new();
-        for &dir in &self.rename_order {
-            if !self.recs[dir].renamed {
-                continue;
+        if !self.recs[dir].renamed {
+            return out;
+        }
+        let mv = |from: usize, to: usize| Rename::Move {
+            from: self.recs[from].name.clone(),
+            to: self.recs[to].name.clone(),
+        };
+        // Find a cycle: `prev` ends as the directory `dir` was renamed from, if any.
+        let mut prev = Some(dir);
+        let mut steps = 0;
+        while let Some(p) = prev {
+            if self.recs[p].orig == Some(dir) || steps > self.recs.len() {
+                break;
             }
-            let mv = |from: usize, to: usize| Rename::Move {
-                from: self.recs[from].name.clone(),
-                to: self.recs[to].name.clone(),
-            };
-            // Find a cycle: `prev` ends as the directory `dir` was renamed from, if any.
-            let mut prev = Some(dir);
-            let mut steps = 0;
-            while let Some(p) = prev {
-                if self.recs[p].orig == Some(dir) || steps > self.recs.len() {
-                    break;
+            prev = self.recs[p].orig;
+            steps += 1;
+        }
+        match prev {
+            None => {
+                let mut p = dir;
+                while let Some(o) = self.recs[p].orig {
+                    out.push(mv(o, p));
+                    p = o;
                 }
-                prev = self.recs[p].orig;
-                steps += 1;
             }
-            match prev {
-                None => {
-                    let mut p = dir;
-                    while let Some(o) = self.recs[p].orig {
-                        out.push(mv(o, p));
-                        p = o;
-                    }
+            Some(prev) => {
+                let name = &self.recs[dir].name;
+                let parent = match name.iter().rposition(|&b| b == b'/') {
+                    Some(i) => name[..i].to_vec(),
+                    None => b".".to_vec(),
+                };
+                out.push(Rename::Temp(parent));
+                out.push(Rename::Move { from: name.clone(), to: Vec::new() });
+                let mut p = dir;
+                while p != prev {
+                    let Some(o) = self.recs[p].orig else { break };
+                    out.push(mv(o, p));
+                    p = o;
                 }
-                Some(prev) => {
-                    let name = &self.recs[dir].name;
-                    let parent = match name.iter().rposition(|&b| b == b'/') {
-                        Some(i) => name[..i].to_vec(),
-                        None => b".".to_vec(),
-                    };
-                    out.push(Rename::Temp(parent));
-                    out.push(Rename::Move { from: name.clone(), to: Vec::new() });
-                    let mut p = dir;
-                    while p != prev {
-                        let Some(o) = self.recs[p].orig else { break };
-                        out.push(mv(o, p));
-                        p = o;
-                    }
-                    out.push(Rename::Move { from: Vec::new(), to: self.recs[prev].name.clone() });
-                }
+                out.push(Rename::Move { from: Vec::new(), to: self.recs[prev].name.clone() });
             }
         }
         out
     }
+}
+
+/// Names are written as they are after every rename of this level, so a chain that moves a
+/// directory under a renamed ancestor must come after the ancestor's chain (GNU tar writes them
+/// in table order and can fail the restore of such a level).
+fn order_chains(mut chains: Vec<Vec<Rename>>) -> Vec<Vec<Rename>> {
+    let targets = |c: &Vec<Rename>| -> Vec<Vec<u8>> {
+        c.iter()
+            .filter_map(|r| match r {
+                Rename::Move { to, .. } if !to.is_empty() => Some(to.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    let under = |path: &[u8], dir: &[u8]| {
+        path.len() > dir.len() && path.starts_with(dir) && path[dir.len()] == b'/'
+    };
+    let needs = |c: &Vec<Rename>, t: &[u8]| {
+        c.iter().any(|r| matches!(r, Rename::Move { from, .. } if under(from, t)))
+    };
+    let mut out = Vec::with_capacity(chains.len());
+    while !chains.is_empty() {
+        // The first chain that no remaining chain must precede; in a cycle, just the first.
+        let ready = (0..chains.len())
+            .find(|&i| {
+                !chains
+                    .iter()
+                    .enumerate()
+                    .any(|(j, other)| j != i && targets(other).iter().any(|t| needs(&chains[i], t)))
+            })
+            .unwrap_or(0);
+        out.push(chains.remove(ready));
+    }
+    out
 }
 
 /// Entry names of a directory, sorted bytewise (as GNU tar sorts dumpdirs).

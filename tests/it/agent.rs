@@ -9,7 +9,9 @@ use std::sync::OnceLock;
 use crate::support::*;
 
 fn agent() -> PathBuf {
-    std::env::var_os("FREEZER_AGENT").map(PathBuf::from).unwrap_or_else(|| repo().join("scripts/agent"))
+    std::env::var_os("FREEZER_AGENT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("scripts/agent"))
 }
 
 /// Agent-made chain (levels 0..2, gzip), made once per test run.
@@ -29,7 +31,11 @@ fn fixtures() -> &'static PathBuf {
 }
 
 fn treegen_manifest(dir: &std::path::Path) -> String {
-    sh(&format!("python3 '{}' manifest '{}'", repo().join("scripts/treegen.py").display(), dir.display()))
+    sh(&format!(
+        "python3 '{}' manifest '{}'",
+        repo().join("scripts/treegen.py").display(),
+        dir.display()
+    ))
 }
 
 #[test]
@@ -44,9 +50,20 @@ fn freezer_restores_every_level_of_an_agent_chain() {
         let date = jiff::Timestamp::from_second(ts.parse().unwrap()).unwrap().to_string();
         let dest = t.path().join(format!("r{level}"));
         freezer_ok([
-            "--action", "restore", "--backup-name", "fixture", "--hostname", "fixturehost", "--storage", "local",
-            "--container", container.to_str().unwrap(), "--restore-abs-path", dest.to_str().unwrap(),
-            "--restore-from-date", &date,
+            "--action",
+            "restore",
+            "--backup-name",
+            "fixture",
+            "--hostname",
+            "fixturehost",
+            "--storage",
+            "local",
+            "--container",
+            container.to_str().unwrap(),
+            "--restore-abs-path",
+            dest.to_str().unwrap(),
+            "--restore-from-date",
+            &date,
         ]);
         let expected = std::fs::read_to_string(fx.join(format!("manifest.{level}"))).unwrap();
         assert_eq!(treegen_manifest(&dest), expected, "level {level}");
@@ -69,16 +86,39 @@ fn agent_restores_a_gzip_chain_written_by_freezer() {
             std::fs::remove_file(src.join("a/new")).unwrap();
         }
         freezer_ok([
-            "--action", "backup", "-F", src.to_str().unwrap(), "-N", "ours", "--hostname", "ourhost",
-            "--storage", "local", "-C", c.to_str().unwrap(), "--incremental", "--max-level", "3",
-            "--compression", "gzip",
+            "--action",
+            "backup",
+            "-F",
+            src.to_str().unwrap(),
+            "-N",
+            "ours",
+            "--hostname",
+            "ourhost",
+            "--storage",
+            "local",
+            "-C",
+            c.to_str().unwrap(),
+            "--incremental",
+            "--max-level",
+            "3",
+            "--compression",
+            "gzip",
         ]);
         // The agent names levels by whole seconds; keep ours in distinct seconds too.
         tick();
     }
     let dest = t.path().join("agent-restore");
     let out = Command::new(agent())
-        .args(["--action", "restore", "--backup-name", "ours", "--hostname", "ourhost", "--storage", "local"])
+        .args([
+            "--action",
+            "restore",
+            "--backup-name",
+            "ours",
+            "--hostname",
+            "ourhost",
+            "--storage",
+            "local",
+        ])
         .arg("--container")
         .arg(&c)
         .arg("--restore-abs-path")

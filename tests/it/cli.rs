@@ -17,14 +17,31 @@ fn restore_into_non_empty_dir_needs_overwrite() {
     assert_code(&out, 2);
     assert!(stderr(&out).contains("--overwrite"), "{}", stderr(&out));
     assert_eq!(fs::read_to_string(dest.join("existing")).unwrap(), "mine");
-    freezer_ok(["restore", dest.to_str().unwrap(), "-N", "n", "-C", c.to_str().unwrap(), "--overwrite"]);
+    freezer_ok([
+        "restore",
+        dest.to_str().unwrap(),
+        "-N",
+        "n",
+        "-C",
+        c.to_str().unwrap(),
+        "--overwrite",
+    ]);
     assert_eq!(fs::read_to_string(dest.join("f")).unwrap(), "data");
 }
 
 #[test]
 fn unknown_backup_is_exit_4_and_names_it() {
     let t = tempfile::tempdir().unwrap();
-    let out = freezer(["restore", t.path().join("d").to_str().unwrap(), "-N", "nope", "--hostname", "h", "-C", t.path().to_str().unwrap()]);
+    let out = freezer([
+        "restore",
+        t.path().join("d").to_str().unwrap(),
+        "-N",
+        "nope",
+        "--hostname",
+        "h",
+        "-C",
+        t.path().to_str().unwrap(),
+    ]);
     assert_code(&out, 4);
     assert!(stderr(&out).contains("nope"), "{}", stderr(&out));
 }
@@ -36,7 +53,16 @@ fn date_before_first_backup_is_exit_4() {
     write(&src.join("f"), "data");
     let c = t.path().join("c");
     freezer_ok(["backup", src.to_str().unwrap(), "-N", "n", "-C", c.to_str().unwrap()]);
-    let out = freezer(["restore", t.path().join("d").to_str().unwrap(), "-N", "n", "-C", c.to_str().unwrap(), "--restore-from-date", "2001-01-01T00:00:00"]);
+    let out = freezer([
+        "restore",
+        t.path().join("d").to_str().unwrap(),
+        "-N",
+        "n",
+        "-C",
+        c.to_str().unwrap(),
+        "--restore-from-date",
+        "2001-01-01T00:00:00",
+    ]);
     assert_code(&out, 4);
 }
 
@@ -44,10 +70,12 @@ fn date_before_first_backup_is_exit_4() {
 fn bad_date_and_unsupported_options_are_usage_errors() {
     let t = tempfile::tempdir().unwrap();
     let c = t.path().to_str().unwrap();
-    let out = freezer(["restore", "/tmp/x", "-N", "n", "-C", c, "--restore-from-date", "yesterday"]);
+    let out =
+        freezer(["restore", "/tmp/x", "-N", "n", "-C", c, "--restore-from-date", "yesterday"]);
     assert_code(&out, 2);
     assert!(stderr(&out).contains("YYYY-MM-DDThh:mm:ss"), "{}", stderr(&out));
-    let out = freezer(["--action", "backup", "-F", c, "-N", "n", "-C", c, "--encrypt-pass-file", "/k"]);
+    let out =
+        freezer(["--action", "backup", "-F", c, "-N", "n", "-C", c, "--encrypt-pass-file", "/k"]);
     assert_code(&out, 2);
     assert!(stderr(&out).contains("not supported yet"), "{}", stderr(&out));
     let out = freezer(["--action", "backup", "-F", c, "-N", "n", "--storage", "swift"]);
@@ -64,15 +92,50 @@ fn agent_spelling_and_subcommands_share_one_store() {
     let src = t.path().join("src");
     write(&src.join("f"), "one");
     let c = t.path().join("c");
-    freezer_ok(["--action", "backup", "--file-to-backup", src.to_str().unwrap(), "--backup-name", "both", "--container", c.to_str().unwrap(), "--incremental", "--max-level", "3"]);
+    freezer_ok([
+        "--action",
+        "backup",
+        "--file-to-backup",
+        src.to_str().unwrap(),
+        "--backup-name",
+        "both",
+        "--container",
+        c.to_str().unwrap(),
+        "--incremental",
+        "--max-level",
+        "3",
+    ]);
     std::thread::sleep(std::time::Duration::from_millis(20));
     write(&src.join("g"), "two");
-    let out = freezer_ok(["backup", src.to_str().unwrap(), "-N", "both", "-C", c.to_str().unwrap(), "--max-level", "3"]);
-    assert!(String::from_utf8_lossy(&out.stdout).contains("level 1"), "{}", String::from_utf8_lossy(&out.stdout));
+    let out = freezer_ok([
+        "backup",
+        src.to_str().unwrap(),
+        "-N",
+        "both",
+        "-C",
+        c.to_str().unwrap(),
+        "--max-level",
+        "3",
+    ]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("level 1"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let dest = t.path().join("dest");
-    freezer_ok(["--action", "restore", "--backup-name", "both", "--container", c.to_str().unwrap(), "--restore-abs-path", dest.to_str().unwrap()]);
+    freezer_ok([
+        "--action",
+        "restore",
+        "--backup-name",
+        "both",
+        "--container",
+        c.to_str().unwrap(),
+        "--restore-abs-path",
+        dest.to_str().unwrap(),
+    ]);
     assert_eq!(manifest(&dest, true), manifest(&src, true));
-    let listing = String::from_utf8_lossy(&freezer_ok(["list", "-C", c.to_str().unwrap()]).stdout).into_owned();
+    let listing = String::from_utf8_lossy(&freezer_ok(["list", "-C", c.to_str().unwrap()]).stdout)
+        .into_owned();
     assert_eq!(listing.lines().count(), 2, "{listing}");
 }
 
@@ -82,8 +145,20 @@ fn metadata_out_dash_prints_only_json_on_stdout() {
     let src = t.path().join("src");
     write(&src.join("f"), "x");
     let c = t.path().join("c");
-    let out = freezer_ok(["--action", "backup", "-F", src.to_str().unwrap(), "-N", "m", "-C", c.to_str().unwrap(), "--metadata-out", "-"]);
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stdout is one JSON document");
+    let out = freezer_ok([
+        "--action",
+        "backup",
+        "-F",
+        src.to_str().unwrap(),
+        "-N",
+        "m",
+        "-C",
+        c.to_str().unwrap(),
+        "--metadata-out",
+        "-",
+    ]);
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("stdout is one JSON document");
     assert_eq!(v["curr_backup_level"], 0);
     assert_eq!(v["backup_name"], "m");
 }

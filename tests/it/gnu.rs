@@ -66,7 +66,18 @@ fn freezer_restores_a_gnu_tar_chain_with_deletions_and_renames() {
     for level in 0..4usize {
         let dest = t.path().join(format!("r{level}"));
         let date = jiff::Timestamp::from_second(t0 + level as i64 * 100).unwrap().to_string();
-        freezer_ok(["restore", dest.to_str().unwrap(), "-N", "g", "--hostname", "gh", "-C", container.to_str().unwrap(), "--restore-from-date", &date]);
+        freezer_ok([
+            "restore",
+            dest.to_str().unwrap(),
+            "-N",
+            "g",
+            "--hostname",
+            "gh",
+            "-C",
+            container.to_str().unwrap(),
+            "--restore-from-date",
+            &date,
+        ]);
         assert_eq!(manifest(&dest, true), manifest(&states[level], true), "level {level}");
     }
 }
@@ -91,12 +102,27 @@ fn snapshot_files_continue_across_gnu_tar_and_freezer() {
     // Level 1 by freezer, continuing GNU's snapshot.
     write(&src.join("a/added-by-level-1"), "1");
     fs::remove_file(src.join("a/file with space")).unwrap();
-    freezer_ok(["backup", src.to_str().unwrap(), "-N", "y", "--hostname", "x", "-C", container.to_str().unwrap(), "--incremental", "--compression", "gzip"]);
+    freezer_ok([
+        "backup",
+        src.to_str().unwrap(),
+        "-N",
+        "y",
+        "--hostname",
+        "x",
+        "-C",
+        container.to_str().unwrap(),
+        "--incremental",
+        "--compression",
+        "gzip",
+    ]);
     let s1 = t.path().join("s1");
     copy_tree(&src, &s1);
     let dirs = level_dirs(&container, "x_y");
     assert_eq!(dirs.len(), 2);
-    assert!(dirs[1].file_name().unwrap().to_str().unwrap().starts_with("1_"), "level 1 on GNU's level 0");
+    assert!(
+        dirs[1].file_name().unwrap().to_str().unwrap().starts_with("1_"),
+        "level 1 on GNU's level 0"
+    );
     // Our level 1 only carries what changed.
     let listing = sh(&format!("tar -tzf '{}'", dirs[1].join("data").display()));
     assert!(listing.contains("added-by-level-1"), "{listing}");
@@ -122,7 +148,16 @@ fn snapshot_files_continue_across_gnu_tar_and_freezer() {
     }
     assert_eq!(manifest(&out, true), manifest(&src, true));
     let out1 = t.path().join("freezer-restore");
-    freezer_ok(["restore", out1.to_str().unwrap(), "-N", "y", "--hostname", "x", "-C", container.to_str().unwrap()]);
+    freezer_ok([
+        "restore",
+        out1.to_str().unwrap(),
+        "-N",
+        "y",
+        "--hostname",
+        "x",
+        "-C",
+        container.to_str().unwrap(),
+    ]);
     assert_eq!(manifest(&out1, true), manifest(&s1, true));
 }
 

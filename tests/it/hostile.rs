@@ -24,9 +24,20 @@ fn archive(members: &[M]) -> Vec<u8> {
             M::Symlink(n, t) => (n, Kind::Symlink { target: t }, b""),
             M::HardLink(n, t) => (n, Kind::HardLink { target: t }, b""),
         };
-        let h = Header { name, mode: 0o644, uid: 0, gid: 0, uname: b"", gname: b"", mtime: 1_700_000_000, atime: 0, ctime: 0 };
+        let h = Header {
+            name,
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            uname: b"",
+            gname: b"",
+            mtime: 1_700_000_000,
+            atime: 0,
+            ctime: 0,
+        };
         let mut r: &[u8] = data;
-        let reader: Option<&mut dyn std::io::Read> = if matches!(m, M::File(..)) { Some(&mut r) } else { None };
+        let reader: Option<&mut dyn std::io::Read> =
+            if matches!(m, M::File(..)) { Some(&mut r) } else { None };
         w.append(&h, kind, reader).unwrap();
     }
     w.finish().unwrap()
@@ -40,7 +51,11 @@ fn store(container: &Path, tar: &[u8]) {
     fs::write(d.join("engine_metadata"), b"GNU tar-1.34-2\n0\x000\x00").unwrap();
     let m = container.join("metadata/tar/h_evil/1700000000/0_1700000000");
     fs::create_dir_all(&m).unwrap();
-    fs::write(m.join("metadata"), r#"{"engine_name": "tar", "compression": "none", "encryption": false}"#).unwrap();
+    fs::write(
+        m.join("metadata"),
+        r#"{"engine_name": "tar", "compression": "none", "encryption": false}"#,
+    )
+    .unwrap();
 }
 
 fn refused(members: &[M]) {
@@ -52,7 +67,16 @@ fn refused(members: &[M]) {
     let container = t.path().join("c");
     store(&container, &archive(members));
     let target = t.path().join("target");
-    let out = freezer(["restore", target.to_str().unwrap(), "-N", "evil", "--hostname", "h", "-C", container.to_str().unwrap()]);
+    let out = freezer([
+        "restore",
+        target.to_str().unwrap(),
+        "-N",
+        "evil",
+        "--hostname",
+        "h",
+        "-C",
+        container.to_str().unwrap(),
+    ]);
     assert_code(&out, 5);
     let err = stderr(&out);
     assert!(err.contains("refus") || err.contains("outside"), "clear error: {err}");

@@ -133,7 +133,12 @@ fn run_case(initial: &[Op], levels: &[Vec<Op>]) {
         backup_name: "prop".into(),
         compression: Compression::Zstd,
         segment_size: 64 << 10,
-        policy: LevelPolicy { incremental: true, max_level: None, always_level: None, restart_always_level_days: None },
+        policy: LevelPolicy {
+            incremental: true,
+            max_level: None,
+            always_level: None,
+            restart_always_level_days: None,
+        },
         scan: ScanOptions { one_file_system: true, ..Default::default() },
         dump: DumpOptions::default(),
         threads: 1,

@@ -45,9 +45,23 @@ fn chain(compression: &str) {
             mutate(&src, level);
         }
         let out = freezer_ok([
-            "--action", "backup", "--path-to-backup", src.to_str().unwrap(), "--backup-name", "rt",
-            "--hostname", "h", "--storage", "local", "--container", container.to_str().unwrap(),
-            "--incremental", "--max-level", "5", "--compression", compression,
+            "--action",
+            "backup",
+            "--path-to-backup",
+            src.to_str().unwrap(),
+            "--backup-name",
+            "rt",
+            "--hostname",
+            "h",
+            "--storage",
+            "local",
+            "--container",
+            container.to_str().unwrap(),
+            "--incremental",
+            "--max-level",
+            "5",
+            "--compression",
+            compression,
         ]);
         assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("level {level}")));
         let snap = t.path().join(format!("state{level}"));
@@ -64,7 +78,11 @@ fn chain(compression: &str) {
         let plain = t.path().join(format!("l{level}.tar"));
         decompress_with_cli(&dir.join("data"), compression, &plain);
         sh(&format!("tar --incremental -x -f '{}' -C '{}'", plain.display(), gnu_out.display()));
-        assert_eq!(manifest(&gnu_out, true), manifest(&states[level], true), "GNU tar, level {level}");
+        assert_eq!(
+            manifest(&gnu_out, true),
+            manifest(&states[level], true),
+            "GNU tar, level {level}"
+        );
     }
 
     // freezer restores each point in time.
@@ -73,10 +91,22 @@ fn chain(compression: &str) {
         let date = jiff::Timestamp::from_second(ts.parse().unwrap()).unwrap().to_string();
         let dest = t.path().join(format!("restore{level}"));
         freezer_ok([
-            "restore", dest.to_str().unwrap(), "-N", "rt", "--hostname", "h", "-C",
-            container.to_str().unwrap(), "--restore-from-date", &date,
+            "restore",
+            dest.to_str().unwrap(),
+            "-N",
+            "rt",
+            "--hostname",
+            "h",
+            "-C",
+            container.to_str().unwrap(),
+            "--restore-from-date",
+            &date,
         ]);
-        assert_eq!(manifest(&dest, true), manifest(&states[level], true), "freezer restore, level {level}");
+        assert_eq!(
+            manifest(&dest, true),
+            manifest(&states[level], true),
+            "freezer restore, level {level}"
+        );
     }
 }
 
@@ -97,9 +127,25 @@ fn other_codecs_round_trip() {
         let src = t.path().join("src");
         sample_tree(&src);
         let container = t.path().join("c");
-        freezer_ok(["backup", src.to_str().unwrap(), "-N", "x", "-C", container.to_str().unwrap(), "--compression", c]);
+        freezer_ok([
+            "backup",
+            src.to_str().unwrap(),
+            "-N",
+            "x",
+            "-C",
+            container.to_str().unwrap(),
+            "--compression",
+            c,
+        ]);
         let dest = t.path().join("dest");
-        freezer_ok(["restore", dest.to_str().unwrap(), "-N", "x", "-C", container.to_str().unwrap()]);
+        freezer_ok([
+            "restore",
+            dest.to_str().unwrap(),
+            "-N",
+            "x",
+            "-C",
+            container.to_str().unwrap(),
+        ]);
         assert_eq!(manifest(&dest, true), manifest(&src, true), "{c}");
     }
 }
@@ -115,7 +161,16 @@ fn sparse_file_is_stored_without_holes_and_restored_sparse() {
     f.write_all_at(b"middle", 32 << 20).unwrap();
     drop(f);
     let container = t.path().join("c");
-    freezer_ok(["backup", src.to_str().unwrap(), "-N", "s", "-C", container.to_str().unwrap(), "--compression", "none"]);
+    freezer_ok([
+        "backup",
+        src.to_str().unwrap(),
+        "-N",
+        "s",
+        "-C",
+        container.to_str().unwrap(),
+        "--compression",
+        "none",
+    ]);
     let data = &level_dirs(&container, &format!("{}_s", hostname()))[0].join("data");
     assert!(fs::metadata(data).unwrap().len() < 1 << 20, "holes are not stored");
     let dest = t.path().join("dest");
@@ -151,20 +206,44 @@ fn always_level_restores_the_newest_differential() {
                 fs::remove_file(src.join("added-3")).unwrap();
             }
         }
-        freezer_ok(["backup", src.to_str().unwrap(), "-N", "al", "--hostname", "h", "-C", c.to_str().unwrap(), "--always-level", "2"]);
+        freezer_ok([
+            "backup",
+            src.to_str().unwrap(),
+            "-N",
+            "al",
+            "--hostname",
+            "h",
+            "-C",
+            c.to_str().unwrap(),
+            "--always-level",
+            "2",
+        ]);
         let s = t.path().join(format!("s{i}"));
         copy_tree(&src, &s);
         states.push(s);
     }
     let dirs = level_dirs(&c, "h_al");
-    let levels: Vec<String> =
-        dirs.iter().map(|d| d.file_name().unwrap().to_str().unwrap().split('_').next().unwrap().to_string()).collect();
+    let levels: Vec<String> = dirs
+        .iter()
+        .map(|d| d.file_name().unwrap().to_str().unwrap().split('_').next().unwrap().to_string())
+        .collect();
     assert_eq!(levels, ["0", "1", "2", "2", "2"]);
     for (i, d) in dirs.iter().enumerate() {
         let ts = d.file_name().unwrap().to_str().unwrap().split_once('_').unwrap().1;
         let date = jiff::Timestamp::from_second(ts.parse().unwrap()).unwrap().to_string();
         let dest = t.path().join(format!("r{i}"));
-        freezer_ok(["restore", dest.to_str().unwrap(), "-N", "al", "--hostname", "h", "-C", c.to_str().unwrap(), "--restore-from-date", &date]);
+        freezer_ok([
+            "restore",
+            dest.to_str().unwrap(),
+            "-N",
+            "al",
+            "--hostname",
+            "h",
+            "-C",
+            c.to_str().unwrap(),
+            "--restore-from-date",
+            &date,
+        ]);
         assert_eq!(manifest(&dest, true), manifest(&states[i], true), "backup {i}");
     }
 }

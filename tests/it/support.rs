@@ -107,7 +107,9 @@ fn walk(
             format!("dir {mode:o}")
         } else if m.is_file() {
             let data = fs::read(&p).unwrap();
-            let sum = data.iter().fold(0xcbf29ce484222325u64, |h, b| (h ^ *b as u64).wrapping_mul(0x100000001b3));
+            let sum = data
+                .iter()
+                .fold(0xcbf29ce484222325u64, |h, b| (h ^ *b as u64).wrapping_mul(0x100000001b3));
             let mut d = format!("file {mode:o} {} {sum:x}", data.len());
             if m.nlink() > 1 {
                 let first = inodes.entry((m.dev(), m.ino())).or_insert_with(|| rel.clone());
@@ -142,7 +144,8 @@ pub fn sample_tree(root: &Path) {
     fs::hard_link(root.join("top.txt"), root.join("a/hardlink")).unwrap();
     chmod(&root.join("a/b/c/deep.txt"), 0o600);
     chmod(&root.join("a/b"), 0o750);
-    nix::unistd::mkfifo(&root.join("fifo"), nix::sys::stat::Mode::from_bits_truncate(0o640)).unwrap();
+    nix::unistd::mkfifo(&root.join("fifo"), nix::sys::stat::Mode::from_bits_truncate(0o640))
+        .unwrap();
 }
 
 /// A level's data object decompressed by the real CLI tools, as a path to a plain tar file.

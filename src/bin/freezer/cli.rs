@@ -27,7 +27,12 @@ pub struct Cli {
     pub action: Option<Action>,
 
     /// Directory (or single file) to back up.
-    #[arg(short = 'F', long = "path-to-backup", visible_alias = "file-to-backup", value_name = "PATH")]
+    #[arg(
+        short = 'F',
+        long = "path-to-backup",
+        visible_alias = "file-to-backup",
+        value_name = "PATH"
+    )]
     pub path_to_backup: Option<PathBuf>,
 
     #[command(flatten)]

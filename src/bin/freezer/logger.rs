@@ -35,7 +35,13 @@ impl log::Log for Logger {
         if let Some(file) = &self.file {
             if let Ok(mut f) = file.lock() {
                 let now = jiff::Zoned::now().strftime("%Y-%m-%d %H:%M:%S%.3f");
-                let _ = writeln!(f, "{now} {} {} {}", std::process::id(), record.level(), record.args());
+                let _ = writeln!(
+                    f,
+                    "{now} {} {} {}",
+                    std::process::id(),
+                    record.level(),
+                    record.args()
+                );
             }
         }
     }
@@ -49,11 +55,17 @@ pub fn init(quiet: bool, log_file: Option<&Path>) -> anyhow::Result<()> {
         Some(p) => {
             if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir).map_err(|e| {
-                    anyhow::anyhow!("cannot create the directory of --log-file {}: {e}", p.display())
+                    anyhow::anyhow!(
+                        "cannot create the directory of --log-file {}: {e}",
+                        p.display()
+                    )
                 })?;
             }
             let f = OpenOptions::new().create(true).append(true).open(p).map_err(|e| {
-                anyhow::anyhow!("cannot open --log-file {}: {e}; choose a writable path", p.display())
+                anyhow::anyhow!(
+                    "cannot open --log-file {}: {e}; choose a writable path",
+                    p.display()
+                )
             })?;
             Some(Mutex::new(f))
         }

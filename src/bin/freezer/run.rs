@@ -15,7 +15,9 @@ use freezer::restore::{self, RestoreOptions, RestoreReport};
 use freezer::storage::local::LocalStorage;
 use serde_json::json;
 
-use crate::cli::{Action, BackupFlags, Cli, Command, Common, Dereference, RestoreFlags, StorageKind};
+use crate::cli::{
+    Action, BackupFlags, Cli, Command, Common, Dereference, RestoreFlags, StorageKind,
+};
 use crate::exit::Exit;
 use crate::logger;
 
@@ -77,7 +79,8 @@ enum Job {
 pub fn run(cli: Cli, profile: Profile) -> Result<Exit> {
     let (common, unsupported, job) = match cli.command {
         Some(Command::Backup(c)) => {
-            let path = c.path.or(c.path_to_backup).ok_or_else(|| anyhow!("give the PATH to back up"))?;
+            let path =
+                c.path.or(c.path_to_backup).ok_or_else(|| anyhow!("give the PATH to back up"))?;
             (c.common, c.unsupported, Job::Backup { path, flags: c.backup })
         }
         Some(Command::Restore(c)) => {
@@ -156,8 +159,15 @@ pub fn run(cli: Cli, profile: Profile) -> Result<Exit> {
 
 /// Host and backup names become one path component of the layout.
 fn check_name(option: &str, value: &str) -> Result<()> {
-    if value.is_empty() || value.contains('/') || value == "." || value == ".." || value.contains('\0') {
-        bail!(usage(&format!("invalid {option} '{value}': it must be non-empty and contain no '/'")));
+    if value.is_empty()
+        || value.contains('/')
+        || value == "."
+        || value == ".."
+        || value.contains('\0')
+    {
+        bail!(usage(&format!(
+            "invalid {option} '{value}': it must be non-empty and contain no '/'"
+        )));
     }
     Ok(())
 }
@@ -185,7 +195,8 @@ fn backup_name(common: &Common, mode: Option<&str>) -> String {
     let host = common.hostname.clone().unwrap_or_else(|| {
         nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default()
     });
-    let template = common.backup_name.clone().unwrap_or_else(|| "freezer_{mode}_{resource_id}".into());
+    let template =
+        common.backup_name.clone().unwrap_or_else(|| "freezer_{mode}_{resource_id}".into());
     template
         .replace("{mode}", mode.unwrap_or("fs"))
         .replace("{resource_id}", &host)
@@ -212,7 +223,9 @@ fn backup_options(
     };
     let segment_size = match &flags.max_segment_size {
         Some(s) => parse_size(s).ok_or_else(|| {
-            usage(&format!("invalid --max-segment-size '{s}': give bytes, optionally with K, M or G"))
+            usage(&format!(
+                "invalid --max-segment-size '{s}': give bytes, optionally with K, M or G"
+            ))
         })?,
         None => 32 << 20,
     };
@@ -233,7 +246,9 @@ fn backup_options(
         compression,
         segment_size: segment_size as usize,
         policy: LevelPolicy {
-            incremental: flags.incremental || flags.max_level.is_some() || flags.always_level.is_some(),
+            incremental: flags.incremental
+                || flags.max_level.is_some()
+                || flags.always_level.is_some(),
             max_level: flags.max_level,
             always_level: flags.always_level,
             restart_always_level_days: flags.restart_always_level,
@@ -292,12 +307,18 @@ fn write_metadata_out(common: &Common, value: serde_json::Value) -> Result<()> {
     if dest == "-" {
         println!("{text}");
     } else {
-        std::fs::write(dest, text.as_bytes()).with_context(|| format!("cannot write --metadata-out {dest}"))?;
+        std::fs::write(dest, text.as_bytes())
+            .with_context(|| format!("cannot write --metadata-out {dest}"))?;
     }
     Ok(())
 }
 
-fn print_backup(common: &Common, opts: &BackupOptions, r: &BackupReport, storage: &LocalStorage) -> Result<()> {
+fn print_backup(
+    common: &Common,
+    opts: &BackupOptions,
+    r: &BackupReport,
+    storage: &LocalStorage,
+) -> Result<()> {
     use freezer::storage::Storage;
     let s = &r.scan;
     let parent = r.parent.map(|p| format!(" on {}", p.name())).unwrap_or_default();
@@ -314,7 +335,11 @@ fn print_backup(common: &Common, opts: &BackupOptions, r: &BackupReport, storage
         human(r.bytes_read),
         human(r.stored),
         r.seconds,
-        if r.unreadable > 0 { format!("; {} files could not be read (see warnings)", r.unreadable) } else { String::new() },
+        if r.unreadable > 0 {
+            format!("; {} files could not be read (see warnings)", r.unreadable)
+        } else {
+            String::new()
+        },
     );
     log::info!("{line}");
     if !common.quiet {
@@ -388,7 +413,9 @@ fn print_restore(common: &Common, opts: &RestoreOptions, r: &RestoreReport) -> R
 fn list(storage: &LocalStorage, common: &Common, hostname: &str) -> Result<()> {
     use freezer::storage::Storage;
     let names: Vec<String> = match &common.backup_name {
-        Some(_) => vec![catalog::Layout::new(hostname, &backup_name(common, None)).host_backup().to_string()],
+        Some(_) => vec![
+            catalog::Layout::new(hostname, &backup_name(common, None)).host_backup().to_string(),
+        ],
         None => storage.list("metadata/tar")?,
     };
     let mut out = std::io::stdout().lock();
