@@ -14,11 +14,17 @@ fn agent() -> PathBuf {
         .unwrap_or_else(|| repo().join("scripts/agent"))
 }
 
-/// Agent-made chain (levels 0..2, gzip), made once per test run.
+/// Agent-made chain (levels 0..2, gzip): `FREEZER_AGENT_FIXTURES` (made by `scripts/test`), or
+/// made here once into the cache (`scripts/agent-fixtures` is idempotent and locks).
 fn fixtures() -> &'static PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("freezer-agent-fixtures-{}", std::process::id()));
+        let dir = std::env::var_os("FREEZER_AGENT_FIXTURES").map(PathBuf::from).unwrap_or_else(|| {
+            let cache = std::env::var_os("FREEZER_CACHE")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/freezer-dev"));
+            cache.join("agent-fixtures-dev")
+        });
         let out = Command::new(repo().join("scripts/agent-fixtures")).arg(&dir).output().expect("run scripts/agent-fixtures");
         assert!(
             out.status.success(),
