@@ -224,16 +224,14 @@ impl<W: Write> Dumper<'_, W> {
             self.report.unreadable += 1;
             return Ok(false);
         }
-        if let Ok(after) = file.metadata() {
-            if after.mtime() != meta.mtime()
-                || after.mtime_nsec() != meta.mtime_nsec()
-                || after.ctime() != meta.ctime()
-                || after.ctime_nsec() != meta.ctime_nsec()
-            {
-                self.warn(path, "file changed as we read it".into());
-                self.report.unreadable += 1;
-                return Ok(false);
-            }
+        let changed = |after: Metadata| {
+            (after.mtime(), after.mtime_nsec(), after.ctime(), after.ctime_nsec())
+                != (meta.mtime(), meta.mtime_nsec(), meta.ctime(), meta.ctime_nsec())
+        };
+        if file.metadata().is_ok_and(changed) {
+            self.warn(path, "file changed as we read it".into());
+            self.report.unreadable += 1;
+            return Ok(false);
         }
         Ok(true)
     }

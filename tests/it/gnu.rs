@@ -63,7 +63,7 @@ fn freezer_restores_a_gnu_tar_chain_with_deletions_and_renames() {
         states.push(state);
         tick_short();
     }
-    for level in 0..4usize {
+    for (level, state) in states.iter().enumerate() {
         let dest = t.path().join(format!("r{level}"));
         let date = jiff::Timestamp::from_second(t0 + level as i64 * 100).unwrap().to_string();
         freezer_ok([
@@ -78,7 +78,7 @@ fn freezer_restores_a_gnu_tar_chain_with_deletions_and_renames() {
             "--restore-from-date",
             &date,
         ]);
-        assert_eq!(manifest(&dest, true), manifest(&states[level], true), "level {level}");
+        assert_eq!(manifest(&dest, true), manifest(state, true), "level {level}");
     }
 }
 

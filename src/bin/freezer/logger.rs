@@ -32,17 +32,10 @@ impl log::Log for Logger {
             let level = if record.level() == log::Level::Error { "error" } else { "warning" };
             eprintln!("freezer: {level}: {}", record.args());
         }
-        if let Some(file) = &self.file {
-            if let Ok(mut f) = file.lock() {
-                let now = jiff::Zoned::now().strftime("%Y-%m-%d %H:%M:%S%.3f");
-                let _ = writeln!(
-                    f,
-                    "{now} {} {} {}",
-                    std::process::id(),
-                    record.level(),
-                    record.args()
-                );
-            }
+        if let Some(Ok(mut f)) = self.file.as_ref().map(|f| f.lock()) {
+            let now = jiff::Zoned::now().strftime("%Y-%m-%d %H:%M:%S%.3f");
+            let _ =
+                writeln!(f, "{now} {} {} {}", std::process::id(), record.level(), record.args());
         }
     }
 
