@@ -165,12 +165,11 @@ fn metadata_out_dash_prints_only_json_on_stdout() {
 
 #[test]
 fn unreadable_file_is_a_warning_with_exit_3() {
-    if !nix::unistd::geteuid().is_root() {
-        return;
-    }
-    // Root reads everything; make a file unreadable another way: a FIFO-free trick is not
-    // available, so vanish a file between scan and dump is not deterministic either. Use a
-    // directory we cannot list instead: drop privileges for the run.
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test switches users and needs root (CI runs as root)"
+    );
+    // Root reads everything: run the backup as `nobody`, who cannot read `secret`.
     let t = tempfile::tempdir().unwrap();
     let src = t.path().join("src");
     write(&src.join("ok"), "fine");
@@ -189,4 +188,124 @@ fn unreadable_file_is_a_warning_with_exit_3() {
     assert_code(&out, 3);
     assert!(stderr(&out).contains("secret"), "{}", stderr(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("could not be read"));
+}
+
+#[test]
+fn dry_run_stores_nothing() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    write(&src.join("f"), "x".repeat(10_000));
+    let c = t.path().join("c");
+    let out = freezer_ok([
+        "backup",
+        src.to_str().unwrap(),
+        "-N",
+        "d",
+        "-C",
+        c.to_str().unwrap(),
+        "--dry-run",
+    ]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("would store"));
+    assert!(!c.exists(), "a dry run creates nothing");
+}
+
+#[test]
+fn called_as_freezer_agent_it_keeps_the_agents_defaults() {
+    let t = tempfile::tempdir().unwrap();
+    let agent = t.path().join("freezer-agent");
+    std::os::unix::fs::symlink(bin(), &agent).unwrap();
+    let src = t.path().join("src");
+    write(&src.join("f"), "x");
+    let c = t.path().join("c");
+    // The agent's default storage is swift, not supported yet: said clearly.
+    let out = std::process::Command::new(&agent)
+        .args(["--action", "backup", "-F", src.to_str().unwrap(), "-N", "a"])
+        .output()
+        .unwrap();
+    assert_code(&out, 2);
+    assert!(stderr(&out).contains("swift"), "{}", stderr(&out));
+    let log = t.path().join("logs/agent.log");
+    let out = std::process::Command::new(&agent)
+        .args([
+            "--action",
+            "backup",
+            "-F",
+            src.to_str().unwrap(),
+            "-N",
+            "a",
+            "--hostname",
+            "h",
+            "--storage",
+            "local",
+        ])
+        .arg("--container")
+        .arg(&c)
+        .arg("--log-file")
+        .arg(&log)
+        .output()
+        .unwrap();
+    assert_code(&out, 0);
+    let data = &level_dirs(&c, "h_a")[0].join("data");
+    assert_eq!(&fs::read(data).unwrap()[..2], &[0x1f, 0x8b], "gzip by default");
+    assert!(
+        fs::read_to_string(&log).unwrap().contains("backup h_a/0_"),
+        "the log file has the summary"
+    );
+}
+
+#[test]
+fn a_failed_backup_leaves_nothing_that_looks_like_a_backup() {
+    // A container on a 1 MiB tmpfs: the stream does not fit, the write fails mid-way.
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test mounts a tmpfs and needs root (CI runs as root)"
+    );
+    let t = tempfile::tempdir().unwrap();
+    let c = t.path().join("c");
+    fs::create_dir(&c).unwrap();
+    sh(&format!("mount -t tmpfs -o size=1m tmpfs '{}'", c.display()));
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _guard = Unmount(c.clone());
+    let src = t.path().join("src");
+    let noise: Vec<u8> =
+        (0..4_000_000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    write(&src.join("big"), &noise);
+    let out = freezer([
+        "backup",
+        src.to_str().unwrap(),
+        "-N",
+        "f",
+        "--hostname",
+        "h",
+        "-C",
+        c.to_str().unwrap(),
+        "--compression",
+        "none",
+        "-M",
+        "64K",
+    ]);
+    assert_code(&out, 1);
+    assert!(stderr(&out).contains("No space left"), "{}", stderr(&out));
+    assert!(
+        !c.join("metadata").exists()
+            || sh(&format!("find '{}/metadata' -type f", c.display())).is_empty()
+    );
+    let leftovers = sh(&format!("find '{}' -type f", c.display()));
+    assert!(leftovers.is_empty(), "no partial files: {leftovers}");
+    let out = freezer([
+        "restore",
+        t.path().join("d").to_str().unwrap(),
+        "-N",
+        "f",
+        "--hostname",
+        "h",
+        "-C",
+        c.to_str().unwrap(),
+    ]);
+    assert_code(&out, 4);
 }
