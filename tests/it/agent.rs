@@ -52,8 +52,7 @@ fn freezer_restores_every_level_of_an_agent_chain() {
     assert_eq!(dirs.len(), 3, "agent fixture has levels 0..2");
     let t = tempfile::tempdir().unwrap();
     for (level, d) in dirs.iter().enumerate() {
-        let ts = d.file_name().unwrap().to_str().unwrap().split_once('_').unwrap().1;
-        let date = jiff::Timestamp::from_second(ts.parse().unwrap()).unwrap().to_string();
+        let date = level_date(d);
         let dest = t.path().join(format!("r{level}"));
         freezer_ok([
             "--action",

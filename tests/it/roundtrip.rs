@@ -87,8 +87,7 @@ fn chain(compression: &str) {
 
     // freezer restores each point in time.
     for (level, dir) in dirs.iter().enumerate() {
-        let ts = dir.file_name().unwrap().to_str().unwrap().split_once('_').unwrap().1.to_string();
-        let date = jiff::Timestamp::from_second(ts.parse().unwrap()).unwrap().to_string();
+        let date = level_date(dir);
         let dest = t.path().join(format!("restore{level}"));
         freezer_ok([
             "restore",
@@ -229,8 +228,7 @@ fn always_level_restores_the_newest_differential() {
         .collect();
     assert_eq!(levels, ["0", "1", "2", "2", "2"]);
     for (i, d) in dirs.iter().enumerate() {
-        let ts = d.file_name().unwrap().to_str().unwrap().split_once('_').unwrap().1;
-        let date = jiff::Timestamp::from_second(ts.parse().unwrap()).unwrap().to_string();
+        let date = level_date(d);
         let dest = t.path().join(format!("r{i}"));
         freezer_ok([
             "restore",

@@ -120,7 +120,7 @@ fn walk(
             }
             d
         } else {
-            format!("special {:o} {mode:o}", m.mode() & 0o170000)
+            format!("special {:o} {mode:o} rdev {:x}", m.mode() & 0o170000, m.rdev())
         };
         out.insert(rel, desc);
     }
@@ -146,6 +146,11 @@ pub fn sample_tree(root: &Path) {
     chmod(&root.join("a/b"), 0o750);
     nix::unistd::mkfifo(&root.join("fifo"), nix::sys::stat::Mode::from_bits_truncate(0o640))
         .unwrap();
+    if nix::unistd::geteuid().is_root() {
+        use nix::sys::stat::{Mode, SFlag, makedev, mknod};
+        let mode = Mode::from_bits_truncate(0o620);
+        mknod(&root.join("char-dev"), SFlag::S_IFCHR, mode, makedev(1, 3)).unwrap();
+    }
 }
 
 /// A level's data object decompressed by the real CLI tools, as a path to a plain tar file.
@@ -180,6 +185,13 @@ pub fn level_dirs(container: &Path, host_backup: &str) -> Vec<PathBuf> {
         out.extend(levels.into_iter().map(|(_, p)| p));
     }
     out
+}
+
+/// The RFC 3339 date of a backup from its `<L>_<T>` data dir, for `--restore-from-date`.
+pub fn level_date(dir: &Path) -> String {
+    let name = dir.file_name().unwrap().to_str().unwrap();
+    let ts: i64 = name.split_once('_').unwrap().1.parse().unwrap();
+    jiff::Timestamp::from_second(ts).unwrap().to_string()
 }
 
 /// Copy a tree with `cp -a` (keeps links, modes, times).

@@ -130,16 +130,20 @@ pub struct Common {
     pub hostname: Option<String>,
 
     /// Do the work but store, change or delete nothing.
-    #[arg(long)]
+    #[arg(long, overrides_with = "no_dry_run")]
     pub dry_run: bool,
+    #[arg(long = "nodry-run", hide = true, overrides_with = "dry_run")]
+    pub no_dry_run: bool,
 
     /// Also append log lines to this file.
     #[arg(long, value_name = "FILE")]
     pub log_file: Option<PathBuf>,
 
     /// Print nothing but errors.
-    #[arg(short, long)]
+    #[arg(short, long, overrides_with = "no_quiet")]
     pub quiet: bool,
+    #[arg(long = "noquiet", hide = true, overrides_with = "quiet")]
+    pub no_quiet: bool,
 
     /// Write the run's metadata as JSON to FILE, or to stdout with `-` (for freezer-scheduler).
     #[arg(long, value_name = "FILE|-")]
@@ -168,8 +172,11 @@ pub struct BackupFlags {
     pub engine: Option<String>,
 
     /// Make incremental backups (implied by --max-level / --always-level).
-    #[arg(long)]
+    #[arg(long, overrides_with = "no_incremental")]
     pub incremental: bool,
+    // oslo.config, which freezer-agent uses, accepts `--noX` for every boolean `--X`.
+    #[arg(long = "noincremental", hide = true, overrides_with = "incremental")]
+    pub no_incremental: bool,
 
     /// Levels 0..N, then a new chain.
     #[arg(long, value_name = "N")]
@@ -224,8 +231,10 @@ pub struct RestoreFlags {
 
     /// Restore into a non-empty directory; files absent from the backup are deleted from the
     /// directories it restores.
-    #[arg(long)]
+    #[arg(long, overrides_with = "no_overwrite")]
     pub overwrite: bool,
+    #[arg(long = "nooverwrite", hide = true, overrides_with = "overwrite")]
+    pub no_overwrite: bool,
 }
 
 /// freezer-agent options that later versions will support: accepted by the parser so the

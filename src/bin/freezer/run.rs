@@ -292,16 +292,17 @@ fn human(bytes: u64) -> String {
     if u == 0 { format!("{bytes} B") } else { format!("{v:.1} {}", units[u]) }
 }
 
-/// Where the human summary goes: stdout, unless stdout carries `--metadata-out -`.
-fn summary_out(common: &Common) -> Box<dyn Write> {
-    if common.metadata_out.as_deref() == Some("-") {
-        Box::new(std::io::stderr())
-    } else {
-        Box::new(std::io::stdout())
+/// Log the one-line summary, print it (to stdout, unless stdout carries `--metadata-out -`),
+/// and write `--metadata-out`.
+fn report(common: &Common, line: &str, value: serde_json::Value) -> Result<()> {
+    log::info!("{line}");
+    if !common.quiet {
+        let _ = if common.metadata_out.as_deref() == Some("-") {
+            writeln!(std::io::stderr(), "{line}")
+        } else {
+            writeln!(std::io::stdout(), "{line}")
+        };
     }
-}
-
-fn write_metadata_out(common: &Common, value: serde_json::Value) -> Result<()> {
     let Some(dest) = &common.metadata_out else { return Ok(()) };
     let text = serde_json::to_string(&value)?;
     if dest == "-" {
@@ -341,12 +342,7 @@ fn print_backup(
             String::new()
         },
     );
-    log::info!("{line}");
-    if !common.quiet {
-        let _ = writeln!(summary_out(common), "{line}");
-    }
-    write_metadata_out(
-        common,
+    report(common, &line,
         json!({
             "action": "backup",
             "backup_name": opts.backup_name,
@@ -392,12 +388,7 @@ fn print_restore(common: &Common, opts: &RestoreOptions, r: &RestoreReport) -> R
         human(r.bytes),
         r.seconds
     );
-    log::info!("{line}");
-    if !common.quiet {
-        let _ = writeln!(summary_out(common), "{line}");
-    }
-    write_metadata_out(
-        common,
+    report(common, &line,
         json!({
             "action": "restore",
             "backup_name": opts.backup_name,
