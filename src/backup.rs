@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 use crate::incremental::dump::{self, DumpOptions};
 use crate::incremental::scan::{self, ScanOptions, ScanStats, Warning};
 use crate::incremental::snapshot::{Snapshot, Timespec};
+use crate::pipe::Pipe;
 use crate::segment::{Segmenter, StreamReport};
 use crate::storage::StorageWrite;
 use crate::tar::TarWriter;
@@ -94,15 +95,21 @@ pub fn run(storage: &dyn StorageWrite, opts: &BackupOptions) -> Result<BackupRep
         return Ok(finish_report(id, parent, layout, plan, report, stored, started, true));
     }
 
+    // Three threads, like `tar | zstd > file`: walk and tar; feed the compressor (whose
+    // workers are more threads); hash and store segments.
     let upload = storage.create(&layout.data_key(&id))?;
-    let enc = opts
-        .compression
-        .encoder(Segmenter::new(upload, opts.segment_size), opts.threads)
-        .map_err(enc_err)?;
-    let mut tar = TarWriter::new(enc);
+    let store =
+        Pipe::new(Segmenter::new(upload, opts.segment_size), 1 << 20, 8).map_err(enc_err)?;
+    let enc = opts.compression.encoder(store, opts.threads).map_err(enc_err)?;
+    let mut tar = TarWriter::new(Pipe::new(enc, 256 << 10, 8).map_err(enc_err)?);
     let dumped = dump::dump(&plan, &mut tar, &opts.dump);
     let written = dumped.and_then(|report| {
-        let segmenter = tar.finish().and_then(|e| e.finish()).map_err(Error::from)?;
+        let segmenter = tar
+            .finish()
+            .and_then(Pipe::finish)
+            .and_then(|enc| enc.finish())
+            .and_then(Pipe::finish)
+            .map_err(Error::from)?;
         Ok((report, segmenter))
     });
     let (report, segmenter) = match written {

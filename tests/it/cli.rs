@@ -317,9 +317,26 @@ fn oslo_negated_booleans_are_accepted() {
     write(&src.join("f"), "x");
     let c = t.path().join("c");
     for _ in 0..2 {
-        freezer_ok(["--action", "backup", "-F", src.to_str().unwrap(), "-N", "o", "--hostname", "h", "-C", c.to_str().unwrap(), "--incremental", "--noincremental", "--nodry-run"]);
+        freezer_ok([
+            "--action",
+            "backup",
+            "-F",
+            src.to_str().unwrap(),
+            "-N",
+            "o",
+            "--hostname",
+            "h",
+            "-C",
+            c.to_str().unwrap(),
+            "--incremental",
+            "--noincremental",
+            "--nodry-run",
+        ]);
     }
     let dirs = level_dirs(&c, "h_o");
     assert_eq!(dirs.len(), 2);
-    assert!(dirs.iter().all(|d| d.file_name().unwrap().to_str().unwrap().starts_with("0_")), "--noincremental wins: two level 0");
+    assert!(
+        dirs.iter().all(|d| d.file_name().unwrap().to_str().unwrap().starts_with("0_")),
+        "--noincremental wins: two level 0"
+    );
 }

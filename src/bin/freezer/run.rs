@@ -342,7 +342,9 @@ fn print_backup(
             String::new()
         },
     );
-    report(common, &line,
+    report(
+        common,
+        &line,
         json!({
             "action": "backup",
             "backup_name": opts.backup_name,
@@ -388,7 +390,9 @@ fn print_restore(common: &Common, opts: &RestoreOptions, r: &RestoreReport) -> R
         human(r.bytes),
         r.seconds
     );
-    report(common, &line,
+    report(
+        common,
+        &line,
         json!({
             "action": "restore",
             "backup_name": opts.backup_name,
