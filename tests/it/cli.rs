@@ -340,3 +340,68 @@ fn oslo_negated_booleans_are_accepted() {
         "--noincremental wins: two level 0"
     );
 }
+
+#[test]
+fn config_file_as_freezer_scheduler_writes_it_and_the_command_line_wins() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    write(&src.join("f"), "x");
+    let c = t.path().join("c");
+    let ini = t.path().join("job.ini");
+    fs::write(
+        &ini,
+        format!(
+            "[action]\naction = backup\nmode = fs\nstorage = local\ncontainer = {}\npath_to_backup = {}\n\
+             backup_name = sched\nhostname = h\ncompression = gzip\nincremental = True\nmax_level = 3\n\
+             dry_run = False\nfancy_new_key = 1\nexclude = ['*.log']\nlog_file = \n\n",
+            c.display(),
+            src.display()
+        ),
+    )
+    .unwrap();
+    write(&src.join("skip.log"), "excluded");
+    // As freezer-scheduler runs the agent: exactly these four arguments.
+    let out = freezer_ok(["--metadata-out", "-", "--config", ini.to_str().unwrap()]);
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("stdout is only the JSON");
+    assert_eq!(v["compression"], "gzip");
+    assert!(stderr(&out).contains("fancy_new_key"), "unknown keys are warnings: {}", stderr(&out));
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    write(&src.join("g"), "y");
+    // The command line overrides the file.
+    let out = freezer_ok([
+        "--config",
+        ini.to_str().unwrap(),
+        "--compression",
+        "zstd",
+        "--metadata-out",
+        "-",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["compression"], "zstd");
+    assert_eq!(v["curr_backup_level"], 1, "incremental = True from the file");
+    let dest = t.path().join("d");
+    freezer_ok([
+        "restore",
+        dest.to_str().unwrap(),
+        "-N",
+        "sched",
+        "--hostname",
+        "h",
+        "-C",
+        c.to_str().unwrap(),
+    ]);
+    assert!(dest.join("g").exists() && !dest.join("skip.log").exists());
+    // A bad boolean is a usage error naming the key.
+    fs::write(&ini, "[default]\nincremental = maybe\n").unwrap();
+    let out = freezer([
+        "--config",
+        ini.to_str().unwrap(),
+        "-F",
+        src.to_str().unwrap(),
+        "-C",
+        c.to_str().unwrap(),
+    ]);
+    assert_code(&out, 2);
+    assert!(stderr(&out).contains("incremental"), "{}", stderr(&out));
+}

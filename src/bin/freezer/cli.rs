@@ -16,7 +16,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
         freezer-agent's options (`freezer --action backup --path-to-backup PATH …`): both run \
         the same code. Called as `freezer-agent`, the defaults are freezer-agent's.",
     after_help = EXIT_CODES,
-    args_conflicts_with_subcommands = true
+    args_conflicts_with_subcommands = true,
+    args_override_self = true
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -67,6 +68,7 @@ pub enum Command {
 }
 
 #[derive(Args, Debug)]
+#[command(args_override_self = true)]
 pub struct BackupCmd {
     /// Directory (or single file) to back up.
     #[arg(value_name = "PATH", required_unless_present = "path_to_backup")]
@@ -82,6 +84,7 @@ pub struct BackupCmd {
 }
 
 #[derive(Args, Debug)]
+#[command(args_override_self = true)]
 pub struct RestoreCmd {
     /// Directory to restore into (created if missing).
     #[arg(value_name = "DIR", required_unless_present = "restore_abs_path")]
@@ -95,6 +98,7 @@ pub struct RestoreCmd {
 }
 
 #[derive(Args, Debug)]
+#[command(args_override_self = true)]
 pub struct ListCmd {
     #[command(flatten)]
     pub common: Common,
@@ -144,6 +148,11 @@ pub struct Common {
     pub quiet: bool,
     #[arg(long = "noquiet", hide = true, overrides_with = "quiet")]
     pub no_quiet: bool,
+
+    /// Read options from a freezer-agent INI job file (any section but [storage:*]); options
+    /// given on the command line win over the file.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 
     /// Write the run's metadata as JSON to FILE, or to stdout with `-` (for freezer-scheduler).
     #[arg(long, value_name = "FILE|-")]
@@ -243,8 +252,6 @@ pub struct RestoreFlags {
 pub struct Unsupported {
     #[arg(long, hide = true)]
     pub encrypt_pass_file: Option<String>,
-    #[arg(long, hide = true)]
-    pub config: Option<String>,
     #[arg(short = 'R', long, hide = true)]
     pub remove_older_than: Option<String>,
     #[arg(long, hide = true)]
@@ -262,9 +269,8 @@ pub struct Unsupported {
 impl Unsupported {
     /// The first option given that this version does not support, with the issue it waits on.
     pub fn first(&self) -> Option<&'static str> {
-        let opts: [(&Option<String>, &str); 8] = [
+        let opts: [(&Option<String>, &str); 7] = [
             (&self.encrypt_pass_file, "--encrypt-pass-file (encryption)"),
-            (&self.config, "--config (INI job files)"),
             (&self.remove_older_than, "--remove-older-than (retention)"),
             (&self.remove_from_date, "--remove-from-date (retention)"),
             (&self.upload_limit, "--upload-limit"),

@@ -1,19 +1,28 @@
 //! The `freezer` binary: parse, run one action, print a summary, exit with a documented code.
 
 mod cli;
+mod config;
 mod exit;
 mod logger;
 mod run;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
 fn main() -> ExitCode {
-    let profile = run::Profile::from_argv0(std::env::args_os().next());
-    let cli = cli::Cli::parse();
+    let args: Vec<_> = std::env::args_os().collect();
+    let profile = run::Profile::from_argv0(args.first().cloned());
+    let (args, warnings) = match config::expand(args, &cli::Cli::command()) {
+        Ok(x) => x,
+        Err(err) => {
+            eprintln!("freezer: error: {err:#}");
+            return exit::for_error(&err).into();
+        }
+    };
+    let cli = cli::Cli::parse_from(args);
     let quiet = run::is_quiet(&cli);
-    match run::run(cli, profile) {
+    match run::run(cli, profile, &warnings) {
         Ok(code) => code.into(),
         Err(err) => {
             let code = exit::for_error(&err);

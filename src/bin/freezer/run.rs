@@ -76,7 +76,7 @@ enum Job {
     List,
 }
 
-pub fn run(cli: Cli, profile: Profile) -> Result<Exit> {
+pub fn run(cli: Cli, profile: Profile, config_warnings: &[String]) -> Result<Exit> {
     let (common, unsupported, job) = match cli.command {
         Some(Command::Backup(c)) => {
             let path =
@@ -116,6 +116,9 @@ pub fn run(cli: Cli, profile: Profile) -> Result<Exit> {
         }
     };
     logger::init(common.quiet, common.log_file.as_deref())?;
+    for w in config_warnings {
+        log::warn!("{w}");
+    }
     if let Some(opt) = unsupported.first() {
         bail!(usage(&format!("{opt} is not supported yet by this version of freezer")));
     }

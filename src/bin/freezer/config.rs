@@ -1,0 +1,161 @@
+//! `--config FILE`: freezer-agent's INI job files (what freezer-scheduler writes as `[action]`,
+//! what the docs show as `[default]`). Every section but `[storage:*]` is read; keys may use `-`
+//! or `_`; `True`/`true`/`False`/`false` are booleans; `None` and empty values are unset.
+//!
+//! The file becomes command-line arguments placed *before* the real ones, so the command line
+//! wins (freezer-agent does the opposite of its own documentation). Unknown keys are warnings.
+
+use std::ffi::{OsStr, OsString};
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use clap::{ArgAction, Command};
+
+/// `args` with the `--config` file's options inserted after the program name (and subcommand).
+/// Returns the new arguments and the warnings to log once logging is set up.
+pub fn expand(args: Vec<OsString>, cli: &Command) -> Result<(Vec<OsString>, Vec<String>)> {
+    let Some(path) = config_path(&args)? else {
+        return Ok((args, Vec::new()));
+    };
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read --config {}", Path::new(&path).display()))?;
+    // Options of the subcommand when one is used, else the top level's (agent spelling).
+    let sub = args.get(1).and_then(|a| a.to_str()).and_then(|name| cli.find_subcommand(name));
+    let cmd = sub.unwrap_or(cli);
+    let mut warnings = Vec::new();
+    let mut extra = Vec::new();
+    for (section, key, value) in
+        parse(&text).with_context(|| format!("in --config {}", Path::new(&path).display()))?
+    {
+        if section.starts_with("storage:") {
+            warnings.push(format!(
+                "--config: section [{section}] (several storages) is not supported; ignored"
+            ));
+            continue;
+        }
+        let long = key.replace('_', "-");
+        let value = value.trim();
+        if long == "config" || value.is_empty() || value == "None" {
+            continue;
+        }
+        let Some(arg) = cmd.get_arguments().find(|a| a.get_long() == Some(long.as_str())) else {
+            warnings.push(format!("--config: unknown option '{key}' ignored"));
+            continue;
+        };
+        match arg.get_action() {
+            ArgAction::SetTrue => match value {
+                "True" | "true" => extra.push(format!("--{long}").into()),
+                "False" | "false" => {
+                    if cmd.get_arguments().any(|a| a.get_long() == Some(&format!("no{long}"))) {
+                        extra.push(format!("--no{long}").into());
+                    }
+                }
+                other => bail!(freezer::Error::usage(format!(
+                    "--config {}: '{key} = {other}' must be True or False",
+                    Path::new(&path).display()
+                ))),
+            },
+            ArgAction::Append => {
+                for item in list_items(value) {
+                    extra.push(format!("--{long}={item}").into());
+                }
+            }
+            _ => extra.push(format!("--{long}={value}").into()),
+        }
+    }
+    let at = if sub.is_some() { 2 } else { 1 };
+    let mut out: Vec<OsString> = args[..at.min(args.len())].to_vec();
+    out.extend(extra);
+    out.extend(args.into_iter().skip(at));
+    Ok((out, warnings))
+}
+
+/// The value of `--config X` / `--config=X`, if given.
+fn config_path(args: &[OsString]) -> Result<Option<OsString>> {
+    let mut it = args.iter().skip(1);
+    while let Some(a) = it.next() {
+        if a == OsStr::new("--") {
+            break;
+        }
+        if a == OsStr::new("--config") {
+            return match it.next() {
+                Some(p) => Ok(Some(p.clone())),
+                None => bail!(freezer::Error::usage("--config needs a file name")),
+            };
+        }
+        if let Some(p) = a.to_str().and_then(|s| s.strip_prefix("--config=")) {
+            return Ok(Some(p.into()));
+        }
+    }
+    Ok(None)
+}
+
+/// A Python list repr as the scheduler writes it (`['a', 'b']`), or a single value.
+fn list_items(value: &str) -> Vec<String> {
+    match value.strip_prefix('[').and_then(|v| v.strip_suffix(']')) {
+        Some(inner) => inner
+            .split(',')
+            .map(|s| s.trim().trim_matches(|c| c == '\'' || c == '"').to_string())
+            .filter(|s| !s.is_empty())
+            .collect(),
+        None => vec![value.to_string()],
+    }
+}
+
+/// configparser's INI: `[section]`, `key = value` or `key: value`, `#`/`;` comments, indented
+/// continuation lines. Keys are lower-cased. Returns (section, key, value) in file order.
+fn parse(text: &str) -> Result<Vec<(String, String, String)>> {
+    let mut out: Vec<(String, String, String)> = Vec::new();
+    let mut section: Option<String> = None;
+    for (n, line) in text.lines().enumerate() {
+        let trimmed = line.trim();
+        if trimmed.is_empty() || trimmed.starts_with('#') || trimmed.starts_with(';') {
+            continue;
+        }
+        if line.starts_with([' ', '\t']) {
+            if let Some(last) = out.last_mut() {
+                last.2.push('\n');
+                last.2.push_str(trimmed);
+                continue;
+            }
+        }
+        if let Some(name) = trimmed.strip_prefix('[').and_then(|s| s.strip_suffix(']')) {
+            section = Some(name.trim().to_string());
+            continue;
+        }
+        let Some(sec) = &section else {
+            bail!(freezer::Error::usage(format!("line {}: an option before any [section]", n + 1)));
+        };
+        let Some(split) = trimmed.find(['=', ':']) else {
+            bail!(freezer::Error::usage(format!(
+                "line {}: expected 'key = value', found '{trimmed}'",
+                n + 1
+            )));
+        };
+        let key = trimmed[..split].trim().to_lowercase();
+        let value = trimmed[split + 1..].trim().to_string();
+        out.push((sec.clone(), key, value));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_scheduler_ini() {
+        let ini = "[action]\naction = backup\nincremental = True\nmax_level = 3\nexclude = ['*.log', 'tmp']\n\
+                   empty = \n\n[storage:s1]\ncontainer = x\n";
+        let got = parse(ini).unwrap();
+        assert_eq!(got[0], ("action".into(), "action".into(), "backup".into()));
+        assert_eq!(got[3].2, "['*.log', 'tmp']");
+        assert_eq!(got[5].0, "storage:s1");
+        assert_eq!(list_items("['*.log', 'tmp']"), ["*.log", "tmp"]);
+    }
+
+    #[test]
+    fn option_before_section_is_an_error() {
+        assert!(parse("a = b\n").is_err());
+    }
+}
