@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 use crate::incremental::dump::{self, DumpOptions};
 use crate::incremental::scan::{self, ScanOptions, ScanStats, Warning};
 use crate::incremental::snapshot::{Snapshot, Timespec};
+use crate::interrupt::Interruptible;
 use crate::pipe::Pipe;
 use crate::segment::{Segmenter, StreamReport};
 use crate::storage::StorageWrite;
@@ -86,6 +87,7 @@ pub fn run(storage: &dyn StorageWrite, opts: &BackupOptions) -> Result<BackupRep
     for w in &plan.warnings {
         log::warn!("{}: {}", w.path.display(), w.message);
     }
+    crate::interrupt::check()?;
 
     if opts.dry_run {
         let enc = opts.compression.encoder(Counter(0), opts.threads).map_err(enc_err)?;
@@ -101,12 +103,12 @@ pub fn run(storage: &dyn StorageWrite, opts: &BackupOptions) -> Result<BackupRep
     let store =
         Pipe::new(Segmenter::new(upload, opts.segment_size), 1 << 20, 8).map_err(enc_err)?;
     let enc = opts.compression.encoder(store, opts.threads).map_err(enc_err)?;
-    let mut tar = TarWriter::new(Pipe::new(enc, 256 << 10, 8).map_err(enc_err)?);
+    let mut tar = TarWriter::new(Interruptible(Pipe::new(enc, 256 << 10, 8).map_err(enc_err)?));
     let dumped = dump::dump(&plan, &mut tar, &opts.dump);
     let written = dumped.and_then(|report| {
         let segmenter = tar
             .finish()
-            .and_then(Pipe::finish)
+            .and_then(|i| i.0.finish())
             .and_then(|enc| enc.finish())
             .and_then(Pipe::finish)
             .map_err(Error::from)?;

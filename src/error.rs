@@ -25,6 +25,8 @@ pub enum ErrorKind {
     Unsafe,
     /// The restore target is not empty and `--overwrite` was not given.
     TargetNotEmpty,
+    /// SIGTERM or SIGINT arrived; the run stopped and cleaned up.
+    Interrupted,
 }
 
 /// The error returned by every fallible function of this crate.

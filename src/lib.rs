@@ -17,6 +17,7 @@ pub mod error;
 pub mod exclude;
 pub mod extract;
 pub mod incremental;
+pub mod interrupt;
 pub mod pipe;
 pub mod restore;
 pub mod segment;

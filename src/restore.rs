@@ -157,6 +157,7 @@ fn replay(level: Box<dyn Read + Send + '_>, target: &mut Target) -> Result<(u64,
     archive.set_ignore_zeros(true);
     let (mut members, mut bytes) = (0u64, 0u64);
     for entry in archive.entries()? {
+        crate::interrupt::check()?;
         let mut entry = entry?;
         members += 1;
         let name = entry.path_bytes().into_owned();

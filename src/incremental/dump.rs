@@ -15,6 +15,7 @@ use std::path::Path;
 use crate::error::{Error, Result};
 use crate::incremental::dumpdir::Flag;
 use crate::incremental::scan::{Plan, Warning};
+use crate::interrupt::{self, Interruptible};
 use crate::tar::{self, Header, Kind, TarWriter};
 
 /// How members are written.
@@ -111,6 +112,7 @@ impl<W: Write> Dumper<'_, W> {
 
     /// Dump one non-directory entry. Returns false when it could not be read.
     fn file(&mut self, name: &[u8], path: &Path) -> Result<bool> {
+        interrupt::check()?;
         let stat =
             if self.opts.follow_symlinks { fs::metadata(path) } else { fs::symlink_metadata(path) };
         let meta = match stat {
@@ -202,11 +204,13 @@ impl<W: Write> Dumper<'_, W> {
         let map = tar::sparse_map(&file, size).unwrap_or(None);
         let appended = match &map {
             Some(map) => {
-                let mut data = tar::SparseReader::new(&file, map);
+                let mut data = Interruptible(tar::SparseReader::new(&file, map));
                 self.write(&h, Kind::Sparse { size, map }, Some(&mut data), path)?
             }
-            None => self.write(&h, Kind::File { size }, Some(&mut &file), path)?,
+            None => self.write(&h, Kind::File { size }, Some(&mut Interruptible(&file)), path)?,
         };
+        // A signal shows as a read error of the file being read; stop here.
+        interrupt::check()?;
         self.report.bytes_read += size.saturating_sub(appended.short);
         if let Some(e) = appended.read_error {
             self.warn(path, format!("read error, rest of the file stored as zeros: {e}"));

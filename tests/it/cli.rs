@@ -405,3 +405,45 @@ fn config_file_as_freezer_scheduler_writes_it_and_the_command_line_wins() {
     assert_code(&out, 2);
     assert!(stderr(&out).contains("incremental"), "{}", stderr(&out));
 }
+
+#[test]
+fn sigterm_cleans_up_and_dies_by_the_signal() {
+    use std::os::unix::process::ExitStatusExt;
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    fs::create_dir(&src).unwrap();
+    sh(&format!("head -c 100M /dev/urandom > '{}/big'", src.display()));
+    let c = t.path().join("c");
+    let mut child = std::process::Command::new(bin())
+        .args([
+            "backup",
+            src.to_str().unwrap(),
+            "-N",
+            "sig",
+            "--hostname",
+            "h",
+            "-C",
+            c.to_str().unwrap(),
+            "--compression",
+            "xz",
+        ])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let status = child.wait().unwrap();
+    assert!(started.elapsed().as_secs() < 5, "stops promptly: {:?}", started.elapsed());
+    assert_eq!(
+        status.signal(),
+        Some(15),
+        "dies by SIGTERM, as freezer-scheduler expects: {status:?}"
+    );
+    let left = sh(&format!("find '{}' -type f", c.display()));
+    assert!(left.is_empty(), "nothing left in the container: {left}");
+}

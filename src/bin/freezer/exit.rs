@@ -12,6 +12,8 @@ pub enum Exit {
     Warnings = 3,
     NotFound = 4,
     Damaged = 5,
+    /// Only when the signal cannot be re-raised; normally the process dies by the signal.
+    Interrupted = 130,
 }
 
 impl From<Exit> for ExitCode {
@@ -29,6 +31,7 @@ pub fn for_error(err: &anyhow::Error) -> Exit {
         Some(ErrorKind::Usage) | Some(ErrorKind::TargetNotEmpty) => Exit::Usage,
         Some(ErrorKind::NotFound) => Exit::NotFound,
         Some(ErrorKind::Corrupt) | Some(ErrorKind::Unsafe) => Exit::Damaged,
+        Some(ErrorKind::Interrupted) => Exit::Interrupted,
         _ => Exit::Failed,
     }
 }

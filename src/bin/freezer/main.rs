@@ -11,6 +11,9 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser};
 
 fn main() -> ExitCode {
+    if let Err(e) = freezer::interrupt::install() {
+        eprintln!("freezer: warning: cannot catch SIGTERM/SIGINT: {e}");
+    }
     let args: Vec<_> = std::env::args_os().collect();
     let profile = run::Profile::from_argv0(args.first().cloned());
     let (args, warnings) = match config::expand(args, &cli::Cli::command()) {
@@ -29,6 +32,9 @@ fn main() -> ExitCode {
             log::error!("{err:#}");
             if !logger::printed_to_stderr() || quiet {
                 eprintln!("freezer: error: {err:#}");
+            }
+            if let Some(sig) = freezer::interrupt::received() {
+                freezer::interrupt::die_by_signal(sig);
             }
             code.into()
         }
