@@ -112,12 +112,12 @@ fn parse(text: &str) -> Result<Vec<(String, String, String)>> {
         if trimmed.is_empty() || trimmed.starts_with('#') || trimmed.starts_with(';') {
             continue;
         }
-        if line.starts_with([' ', '\t']) {
-            if let Some(last) = out.last_mut() {
-                last.2.push('\n');
-                last.2.push_str(trimmed);
-                continue;
-            }
+        if line.starts_with([' ', '\t'])
+            && let Some(last) = out.last_mut()
+        {
+            last.2.push('\n');
+            last.2.push_str(trimmed);
+            continue;
         }
         if let Some(name) = trimmed.strip_prefix('[').and_then(|s| s.strip_suffix(']')) {
             section = Some(name.trim().to_string());
