@@ -16,6 +16,7 @@ use crate::incremental::scan::{self, ScanOptions, ScanStats, Warning};
 use crate::incremental::snapshot::{Snapshot, Timespec};
 use crate::interrupt::Interruptible;
 use crate::pipe::Pipe;
+use crate::progress::{self, Phase};
 use crate::segment::{Segmenter, StreamReport};
 use crate::storage::StorageWrite;
 use crate::tar::TarWriter;
@@ -81,6 +82,7 @@ pub fn run(storage: &dyn StorageWrite, opts: &BackupOptions) -> Result<BackupRep
         }
     }
 
+    progress::set_phase(Phase::Scanning);
     let plan = scan::scan(&opts.path, old.as_ref(), &opts.scan).map_err(|e| {
         Error::io(format!("cannot read the path to back up {}", opts.path.display()), e)
     })?;
@@ -88,6 +90,7 @@ pub fn run(storage: &dyn StorageWrite, opts: &BackupOptions) -> Result<BackupRep
         log::warn!("{}: {}", w.path.display(), w.message);
     }
     crate::interrupt::check()?;
+    progress::set_phase(Phase::Backing);
 
     if opts.dry_run {
         let enc = opts.compression.encoder(Counter(0), opts.threads).map_err(enc_err)?;

@@ -19,6 +19,7 @@ pub mod extract;
 pub mod incremental;
 pub mod interrupt;
 pub mod pipe;
+pub mod progress;
 pub mod restore;
 pub mod segment;
 pub mod storage;

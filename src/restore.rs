@@ -11,6 +11,7 @@ use crate::compress::Compression;
 use crate::error::{Error, ErrorKind, Result};
 use crate::extract::{Meta, Special, Target};
 use crate::incremental::dumpdir::Dumpdir;
+use crate::progress::{self, Counting, Phase};
 use crate::segment::VerifyingReader;
 use crate::storage::Storage;
 
@@ -91,6 +92,8 @@ pub fn run(storage: &dyn Storage, opts: &RestoreOptions) -> Result<RestoreReport
             ),
         ));
     }
+    progress::set_phase(Phase::Restoring);
+    progress::set_total(chain.iter().filter_map(|b| b.meta.data_size).sum());
     for b in &chain {
         let level = open_level(storage, &layout, b)?;
         let (members, bytes) = replay(level, &mut target)
@@ -140,7 +143,7 @@ fn open_level<'a>(
     layout: &Layout,
     b: &Backup,
 ) -> Result<Box<dyn Read + Send + 'a>> {
-    let raw = storage.open(&layout.data_key(&b.id))?;
+    let raw = Counting(storage.open(&layout.data_key(&b.id))?);
     let expected = match (b.meta.data_size, &b.meta.data_sha256) {
         (Some(size), Some(sha)) => Some((size, sha.clone())),
         _ => None,
@@ -160,6 +163,7 @@ fn replay(level: Box<dyn Read + Send + '_>, target: &mut Target) -> Result<(u64,
         crate::interrupt::check()?;
         let mut entry = entry?;
         members += 1;
+        progress::add_files(1);
         let name = entry.path_bytes().into_owned();
         let h = entry.header();
         let meta = Meta {

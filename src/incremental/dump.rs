@@ -212,6 +212,8 @@ impl<W: Write> Dumper<'_, W> {
         // A signal shows as a read error of the file being read; stop here.
         interrupt::check()?;
         self.report.bytes_read += size.saturating_sub(appended.short);
+        crate::progress::add_files(1);
+        crate::progress::add_bytes(size);
         if let Some(e) = appended.read_error {
             self.warn(path, format!("read error, rest of the file stored as zeros: {e}"));
             self.report.unreadable += 1;

@@ -392,6 +392,7 @@ impl Scanner<'_> {
             self.stats.excluded += 1;
             return Some((Flag::Kept, None));
         }
+        crate::progress::add_files(1);
         let path = dir_path.join(OsStr::from_bytes(entry));
         let stat = if self.opts.follow_symlinks {
             fs::metadata(&path)

@@ -200,6 +200,13 @@ impl Storage for LocalStorage {
             .map_err(|e| Error::io(format!("cannot open {}", path.display()), e))?;
         Ok(Box::new(file))
     }
+
+    fn size(&self, key: &str) -> Result<u64> {
+        let path = self.path(key)?;
+        fs::metadata(&path)
+            .map(|m| m.len())
+            .map_err(|e| Error::io(format!("cannot stat {}", path.display()), e))
+    }
 }
 
 impl StorageWrite for LocalStorage {

@@ -30,6 +30,14 @@ pub trait Storage: Send + Sync {
 
     /// Stream a data object, its segments joined in order.
     fn open(&self, key: &str) -> Result<Box<dyn Read + Send>>;
+
+    /// Size in bytes of an object. The default reads it through; storages that can ask
+    /// should override it.
+    fn size(&self, key: &str) -> Result<u64> {
+        let mut r = self.open(key)?;
+        std::io::copy(&mut r, &mut std::io::sink())
+            .map_err(|e| crate::Error::io(format!("cannot read {key} in {}", self.describe()), e))
+    }
 }
 
 /// Write access to a container.

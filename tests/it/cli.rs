@@ -136,7 +136,8 @@ fn agent_spelling_and_subcommands_share_one_store() {
     assert_eq!(manifest(&dest, true), manifest(&src, true));
     let listing = String::from_utf8_lossy(&freezer_ok(["list", "-C", c.to_str().unwrap()]).stdout)
         .into_owned();
-    assert_eq!(listing.lines().count(), 2, "{listing}");
+    assert_eq!(listing.lines().count(), 3, "a header and two backups: {listing}");
+    assert!(listing.starts_with("BACKUP"), "{listing}");
 }
 
 #[test]
@@ -446,4 +447,103 @@ fn sigterm_cleans_up_and_dies_by_the_signal() {
     );
     let left = sh(&format!("find '{}' -type f", c.display()));
     assert!(left.is_empty(), "nothing left in the container: {left}");
+}
+
+#[test]
+fn list_and_summary_as_json() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    write(&src.join("f"), "x");
+    let c = t.path().join("c");
+    let out = freezer_ok([
+        "backup",
+        src.to_str().unwrap(),
+        "-N",
+        "j",
+        "--hostname",
+        "h",
+        "-C",
+        c.to_str().unwrap(),
+        "--json",
+        "--max-level",
+        "2",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON summary");
+    assert_eq!(v["curr_backup_level"], 0);
+    assert_eq!(v["files_new"], 1);
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    write(&src.join("g"), "y");
+    freezer_ok([
+        "backup",
+        src.to_str().unwrap(),
+        "-N",
+        "j",
+        "--hostname",
+        "h",
+        "-C",
+        c.to_str().unwrap(),
+        "--max-level",
+        "2",
+    ]);
+    let out = freezer_ok(["list", "-C", c.to_str().unwrap(), "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let items = v.as_array().unwrap();
+    assert_eq!(items.len(), 2);
+    assert_eq!(items[1]["level"], 1);
+    assert_eq!(items[1]["parent"], items[0]["name"]);
+    // --action info is the agent's spelling of the listing.
+    let out = freezer_ok(["--action", "info", "-C", c.to_str().unwrap(), "--json"]);
+    assert_eq!(serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap(), v);
+    // freezerc 1.0's listings.
+    let out = freezer_ok(["--list-objects", "-C", c.to_str().unwrap()]);
+    let objects = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(
+        objects.lines().count(),
+        6,
+        "data, engine_metadata, metadata for two backups: {objects}"
+    );
+    let out = freezer_ok(["-L", "-C", c.to_str().unwrap()]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["objects_count"], 6);
+}
+
+#[test]
+fn progress_shows_on_a_terminal_only() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    fs::create_dir(&src).unwrap();
+    sh(&format!("head -c 4M /dev/urandom > '{}/big'", src.display()));
+    let c = t.path().join("c");
+    let cmd = format!(
+        "'{}' backup '{}' -N p --hostname h -C '{}' --compression xz",
+        bin().display(),
+        src.display(),
+        c.display()
+    );
+    // Under a pseudo-terminal (script(1) gives the command one).
+    let out =
+        std::process::Command::new("script").args(["-qec", &cmd, "/dev/null"]).output().unwrap();
+    assert_code(&out, 0);
+    let tty = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        tty.contains("\x1b[K") && tty.contains("backing up:"),
+        "status line on a terminal: {tty:?}"
+    );
+    assert!(tty.contains("backup h_p/0_"), "and the summary");
+    // Without one: only the summary.
+    let out = freezer_ok([
+        "backup",
+        src.to_str().unwrap(),
+        "-N",
+        "p",
+        "--hostname",
+        "h",
+        "-C",
+        c.to_str().unwrap(),
+        "--compression",
+        "xz",
+    ]);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("\x1b[K"));
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("\x1b[K"));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 1);
 }

@@ -36,6 +36,14 @@ pub struct Cli {
     )]
     pub path_to_backup: Option<PathBuf>,
 
+    /// freezerc 1.0: print each container as JSON (name, size, object count).
+    #[arg(short = 'L', long)]
+    pub list_containers: bool,
+
+    /// freezerc 1.0: print each object of the container as JSON (name, upload date).
+    #[arg(short = 'l', long)]
+    pub list_objects: bool,
+
     #[command(flatten)]
     pub common: Common,
 
@@ -153,6 +161,10 @@ pub struct Common {
     /// given on the command line win over the file.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+
+    /// Print the summary (or the listing) as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
 
     /// Write the run's metadata as JSON to FILE, or to stdout with `-` (for freezer-scheduler).
     #[arg(long, value_name = "FILE|-")]

@@ -3,8 +3,10 @@
 mod cli;
 mod config;
 mod exit;
+mod list;
 mod logger;
 mod run;
+mod ui;
 
 use std::process::ExitCode;
 

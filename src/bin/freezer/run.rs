@@ -20,6 +20,7 @@ use crate::cli::{
 };
 use crate::exit::Exit;
 use crate::logger;
+use crate::{list, ui};
 
 /// Defaults differ by the name we are called by: as `freezer-agent` we are a drop-in for the
 /// Python agent and keep its defaults, so a migrated host writes what its fleet reads.
@@ -74,6 +75,8 @@ enum Job {
     Backup { path: PathBuf, flags: BackupFlags },
     Restore { target: PathBuf, flags: RestoreFlags },
     List,
+    ListContainers,
+    ListObjects,
 }
 
 pub fn run(cli: Cli, profile: Profile, config_warnings: &[String]) -> Result<Exit> {
@@ -91,6 +94,8 @@ pub fn run(cli: Cli, profile: Profile, config_warnings: &[String]) -> Result<Exi
             (c.common, c.unsupported, Job::Restore { target, flags: c.restore })
         }
         Some(Command::List(c)) => (c.common, Default::default(), Job::List),
+        None if cli.list_containers => (cli.common, cli.unsupported, Job::ListContainers),
+        None if cli.list_objects => (cli.common, cli.unsupported, Job::ListObjects),
         None => {
             let job = match cli.action.unwrap_or(Action::Backup) {
                 Action::Backup => Job::Backup {
@@ -135,7 +140,10 @@ pub fn run(cli: Cli, profile: Profile, config_warnings: &[String]) -> Result<Exi
     match job {
         Job::Backup { path, flags } => {
             let opts = backup_options(&common, &flags, profile, path, hostname)?;
-            let report = backup::run(&storage, &opts)?;
+            let status = ui::StatusLine::start(!common.quiet && !common.json);
+            let report = backup::run(&storage, &opts);
+            drop(status);
+            let report = report?;
             print_backup(&common, &opts, &report, &storage)?;
             Ok(if report.unreadable > 0 { Exit::Warnings } else { Exit::Ok })
         }
@@ -149,12 +157,24 @@ pub fn run(cli: Cli, profile: Profile, config_warnings: &[String]) -> Result<Exi
                 overwrite: flags.overwrite,
                 dry_run: common.dry_run,
             };
-            let report = restore::run(&storage, &opts)?;
+            let status = ui::StatusLine::start(!common.quiet && !common.json);
+            let report = restore::run(&storage, &opts);
+            drop(status);
+            let report = report?;
             print_restore(&common, &opts, &report)?;
             Ok(Exit::Ok)
         }
         Job::List => {
-            list(&storage, &common, &hostname)?;
+            let only = common.backup_name.as_ref().map(|_| backup_name(&common, None));
+            list::backups(&storage, &hostname, only.as_deref(), common.json)?;
+            Ok(Exit::Ok)
+        }
+        Job::ListContainers => {
+            list::containers(&storage)?;
+            Ok(Exit::Ok)
+        }
+        Job::ListObjects => {
+            list::objects(&storage)?;
             Ok(Exit::Ok)
         }
     }
@@ -284,23 +304,15 @@ pub fn parse_size(s: &str) -> Option<u64> {
     num.trim().parse::<u64>().ok()?.checked_mul(mult)
 }
 
-fn human(bytes: u64) -> String {
-    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = bytes as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < units.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 { format!("{bytes} B") } else { format!("{v:.1} {}", units[u]) }
-}
-
 /// Log the one-line summary, print it (to stdout, unless stdout carries `--metadata-out -`),
 /// and write `--metadata-out`.
 fn report(common: &Common, line: &str, value: serde_json::Value) -> Result<()> {
     log::info!("{line}");
-    if !common.quiet {
-        let _ = if common.metadata_out.as_deref() == Some("-") {
+    let to_stdout = common.metadata_out.as_deref() == Some("-");
+    if common.json && !to_stdout {
+        println!("{}", serde_json::to_string(&value)?);
+    } else if !common.quiet {
+        let _ = if to_stdout {
             writeln!(std::io::stderr(), "{line}")
         } else {
             writeln!(std::io::stdout(), "{line}")
@@ -336,8 +348,8 @@ fn print_backup(
         s.files_changed,
         s.files_unchanged,
         s.dirs,
-        human(r.bytes_read),
-        human(r.stored),
+        ui::human(r.bytes_read),
+        ui::human(r.stored),
         r.seconds,
         if r.unreadable > 0 {
             format!("; {} files could not be read (see warnings)", r.unreadable)
@@ -390,7 +402,7 @@ fn print_restore(common: &Common, opts: &RestoreOptions, r: &RestoreReport) -> R
         levels.join(" "),
         opts.target.display(),
         r.members,
-        human(r.bytes),
+        ui::human(r.bytes),
         r.seconds
     );
     report(
@@ -406,31 +418,4 @@ fn print_restore(common: &Common, opts: &RestoreOptions, r: &RestoreReport) -> R
             "duration_secs": r.seconds,
         }),
     )
-}
-
-fn list(storage: &LocalStorage, common: &Common, hostname: &str) -> Result<()> {
-    use freezer::storage::Storage;
-    let names: Vec<String> = match &common.backup_name {
-        Some(_) => vec![
-            catalog::Layout::new(hostname, &backup_name(common, None)).host_backup().to_string(),
-        ],
-        None => storage.list("metadata/tar")?,
-    };
-    let mut out = std::io::stdout().lock();
-    for hb in names {
-        let layout = catalog::Layout::from_host_backup(&hb);
-        for b in catalog::load(storage, &layout)? {
-            writeln!(
-                out,
-                "{hb}  chain {}  level {}  {}  {}  {}{}",
-                b.id.level_zero,
-                b.id.level,
-                b.id.name(),
-                catalog::format_local(b.id.timestamp),
-                b.meta.compression,
-                b.meta.data_size.map(|s| format!("  {}", human(s))).unwrap_or_default(),
-            )?;
-        }
-    }
-    Ok(())
 }

@@ -1,0 +1,102 @@
+//! `freezer list` / `--action info`, and freezerc 1.0's `--list-containers` / `--list-objects`.
+
+use std::io::Write;
+
+use anyhow::Result;
+use freezer::catalog::{self, Layout};
+use freezer::storage::Storage;
+use serde_json::json;
+
+use crate::ui;
+
+/// Backups by host and name, chain by chain: a table, or JSON with `json`.
+pub fn backups(
+    storage: &dyn Storage,
+    hostname: &str,
+    only: Option<&str>,
+    json: bool,
+) -> Result<()> {
+    let names: Vec<String> = match only {
+        Some(name) => vec![Layout::new(hostname, name).host_backup().to_string()],
+        None => storage.list(&format!("metadata/{}", catalog::ENGINE))?,
+    };
+    let mut rows = Vec::new();
+    let mut items = Vec::new();
+    for hb in names {
+        let layout = Layout::from_host_backup(&hb);
+        let all = catalog::load(storage, &layout)?;
+        for b in &all {
+            let parent = catalog::parent_of(&all, b).map(|p| p.id.name());
+            items.push(json!({
+                "host_backup": hb,
+                "chain": b.id.level_zero,
+                "level": b.id.level,
+                "name": b.id.name(),
+                "timestamp": b.id.timestamp,
+                "date": catalog::format_local(b.id.timestamp),
+                "parent": parent,
+                "compression": b.meta.compression,
+                "encryption": b.meta.encryption,
+                "size": b.meta.data_size,
+                "tool": b.meta.tool,
+            }));
+            rows.push(vec![
+                hb.clone(),
+                b.id.level_zero.to_string(),
+                b.id.level.to_string(),
+                catalog::format_local(b.id.timestamp),
+                b.meta.compression.clone(),
+                if b.meta.encryption { "yes".into() } else { "no".into() },
+                b.meta.data_size.map(ui::human).unwrap_or_else(|| "-".into()),
+                parent.unwrap_or_else(|| "-".into()),
+            ]);
+        }
+    }
+    let mut out = std::io::stdout().lock();
+    if json {
+        writeln!(out, "{}", serde_json::to_string(&items)?)?;
+    } else {
+        let header =
+            ["BACKUP", "CHAIN", "LEVEL", "DATE", "COMPRESSION", "ENCRYPTED", "SIZE", "PARENT"];
+        write!(out, "{}", ui::table(&header, &rows))?;
+    }
+    Ok(())
+}
+
+/// Every object key under `prefix`, depth first.
+fn walk(storage: &dyn Storage, prefix: &str, out: &mut Vec<String>) -> Result<()> {
+    for name in storage.list(prefix)? {
+        let key = if prefix.is_empty() { name } else { format!("{prefix}/{name}") };
+        let before = out.len();
+        walk(storage, &key, out)?;
+        if out.len() == before && storage.exists(&key)? {
+            out.push(key);
+        }
+    }
+    Ok(())
+}
+
+/// freezerc 1.0 `--list-containers`: one JSON object per container (here: the one given).
+pub fn containers(storage: &dyn Storage) -> Result<()> {
+    let mut keys = Vec::new();
+    walk(storage, "", &mut keys)?;
+    let mut size = 0u64;
+    for k in &keys {
+        size += storage.size(k).unwrap_or(0);
+    }
+    println!(
+        "{}",
+        json!({"container_name": storage.describe(), "size": format!("{} MB", size / 1_000_000), "objects_count": keys.len()})
+    );
+    Ok(())
+}
+
+/// freezerc 1.0 `--list-objects`: one JSON object per object.
+pub fn objects(storage: &dyn Storage) -> Result<()> {
+    let mut keys = Vec::new();
+    walk(storage, "", &mut keys)?;
+    for k in keys {
+        println!("{}", json!({"object_name": k, "size": storage.size(&k).ok()}));
+    }
+    Ok(())
+}
