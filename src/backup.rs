@@ -73,6 +73,13 @@ pub fn run(storage: &dyn StorageWrite, opts: &BackupOptions) -> Result<BackupRep
         }
         None => None,
     };
+    log::debug!(
+        "{}: {} backups stored; next is level {} on {}",
+        layout.host_backup(),
+        all.len(),
+        next.level,
+        parent.map(|p| p.id.name()).unwrap_or_else(|| "nothing (new chain)".into())
+    );
     let mut id = catalog::new_id(&all, &next, now);
     while storage.exists(&layout.data_dir(&id))? {
         // A crashed run left data without metadata in this second: take the next one.

@@ -56,6 +56,11 @@ pub fn run(storage: &dyn Storage, opts: &RestoreOptions) -> Result<RestoreReport
         ));
     }
     let chain = catalog::restore_chain(&all, &layout, opts.at)?;
+    log::debug!(
+        "restoring {}: {:?}",
+        layout.host_backup(),
+        chain.iter().map(|b| b.id.name()).collect::<Vec<_>>()
+    );
     for b in &chain {
         check_readable(&layout, b)?;
     }

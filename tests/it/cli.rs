@@ -547,3 +547,48 @@ fn progress_shows_on_a_terminal_only() {
     assert!(!String::from_utf8_lossy(&out.stdout).contains("\x1b[K"));
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 1);
 }
+
+#[test]
+fn log_levels_and_the_agents_default_log_file() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    write(&src.join("f"), "x");
+    let c = t.path().join("c");
+    let agent = t.path().join("freezer-agent");
+    std::os::unix::fs::symlink(bin(), &agent).unwrap();
+    let home = t.path().join("home");
+    let out = std::process::Command::new(&agent)
+        .env("HOME", &home)
+        .args([
+            "--action",
+            "backup",
+            "-F",
+            src.to_str().unwrap(),
+            "-N",
+            "l",
+            "--storage",
+            "local",
+            "--debug",
+        ])
+        .arg("--container")
+        .arg(&c)
+        .output()
+        .unwrap();
+    assert_code(&out, 0);
+    let log = fs::read_to_string(home.join(".freezer/freezer.log")).unwrap();
+    assert!(log.contains("DEBUG") && log.contains("next is level 0"), "{log}");
+    let quiet_log = t.path().join("q.log");
+    freezer_ok([
+        "backup",
+        src.to_str().unwrap(),
+        "-N",
+        "l",
+        "-C",
+        c.to_str().unwrap(),
+        "--log-level",
+        "warn",
+        "--log-file",
+        quiet_log.to_str().unwrap(),
+    ]);
+    assert!(!fs::read_to_string(&quiet_log).unwrap().contains("INFO"));
+}

@@ -147,9 +147,18 @@ pub struct Common {
     #[arg(long = "nodry-run", hide = true, overrides_with = "dry_run")]
     pub no_dry_run: bool,
 
-    /// Also append log lines to this file.
+    /// Also append log lines to this file. Default: none (freezer), ~/.freezer/freezer.log
+    /// (freezer-agent).
     #[arg(long, value_name = "FILE")]
     pub log_file: Option<PathBuf>,
+
+    /// Lowest level written to the log file: error, warn, info (default) or debug.
+    #[arg(long, value_name = "LEVEL")]
+    pub log_level: Option<log::LevelFilter>,
+
+    /// Same as --log-level debug.
+    #[arg(short = 'd', long)]
+    pub debug: bool,
 
     /// Print nothing but errors.
     #[arg(short, long, overrides_with = "no_quiet")]

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 struct Logger {
     stderr: bool,
+    level: log::LevelFilter,
     file: Option<Mutex<File>>,
 }
 
@@ -21,7 +22,7 @@ pub fn printed_to_stderr() -> bool {
 
 impl log::Log for Logger {
     fn enabled(&self, m: &log::Metadata) -> bool {
-        m.level() <= log::Level::Info
+        m.level() <= self.level || m.level() <= log::Level::Warn
     }
 
     fn log(&self, record: &log::Record) {
@@ -31,6 +32,9 @@ impl log::Log for Logger {
         if self.stderr && record.level() <= log::Level::Warn {
             let level = if record.level() == log::Level::Error { "error" } else { "warning" };
             eprintln!("freezer: {level}: {}", record.args());
+        }
+        if record.level() > self.level {
+            return;
         }
         if let Some(Ok(mut f)) = self.file.as_ref().map(|f| f.lock()) {
             let now = jiff::Zoned::now().strftime("%Y-%m-%d %H:%M:%S%.3f");
@@ -43,7 +47,7 @@ impl log::Log for Logger {
 }
 
 /// Install the logger; a log file that cannot be opened is an error naming it.
-pub fn init(quiet: bool, log_file: Option<&Path>) -> anyhow::Result<()> {
+pub fn init(quiet: bool, log_file: Option<&Path>, level: log::LevelFilter) -> anyhow::Result<()> {
     let file = match log_file {
         Some(p) => {
             if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -65,9 +69,9 @@ pub fn init(quiet: bool, log_file: Option<&Path>) -> anyhow::Result<()> {
         None => None,
     };
     STDERR.store(!quiet, Ordering::Relaxed);
-    let logger = Logger { stderr: !quiet, file };
+    let logger = Logger { stderr: !quiet, level, file };
     if log::set_boxed_logger(Box::new(logger)).is_ok() {
-        log::set_max_level(log::LevelFilter::Info);
+        log::set_max_level(level.max(log::LevelFilter::Warn));
     }
     Ok(())
 }

@@ -120,7 +120,24 @@ pub fn run(cli: Cli, profile: Profile, config_warnings: &[String]) -> Result<Exi
             (cli.common, cli.unsupported, job)
         }
     };
-    logger::init(common.quiet, common.log_file.as_deref())?;
+    let log_file = common.log_file.clone().or_else(|| match profile {
+        // freezer-agent always logs to ~/.freezer/freezer.log unless told otherwise.
+        Profile::Agent => {
+            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".freezer/freezer.log"))
+        }
+        Profile::Freezer => None,
+    });
+    let level = if common.debug {
+        log::LevelFilter::Debug
+    } else {
+        common.log_level.unwrap_or(log::LevelFilter::Info)
+    };
+    logger::init(common.quiet, log_file.as_deref(), level)?;
+    log::debug!(
+        "freezer {} started: {:?}",
+        env!("CARGO_PKG_VERSION"),
+        std::env::args_os().skip(1).count()
+    );
     for w in config_warnings {
         log::warn!("{w}");
     }
