@@ -22,8 +22,11 @@ pub struct BackupMeta {
     pub engine_name: String,
     /// `gzip`, `bzip2`, `xz`, `zstd` or `none`.
     pub compression: String,
-    /// Whether `data` is `openssl enc -aes-256-cfb` encrypted.
+    /// Whether `data` is encrypted (freezer-agent: always `openssl enc -aes-256-cfb`).
     pub encryption: bool,
+    /// Ours: how: `age` or `openssl-aes-256-cfb`; absent means the agent's openssl format.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption_format: Option<String>,
 
     /// Our metadata format version ([`FORMAT`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -99,6 +102,7 @@ impl BackupMeta {
             engine_name: super::ENGINE.to_string(),
             compression: compression.to_string(),
             encryption,
+            encryption_format: None,
             format: None,
             tool: None,
             hostname: None,
