@@ -27,6 +27,8 @@ pub enum ErrorKind {
     TargetNotEmpty,
     /// SIGTERM or SIGINT arrived; the run stopped and cleaned up.
     Interrupted,
+    /// The passphrase or identity does not decrypt the backup.
+    WrongKey,
 }
 
 /// The error returned by every fallible function of this crate.

@@ -13,6 +13,7 @@
 pub mod backup;
 pub mod catalog;
 pub mod compress;
+pub mod crypt;
 pub mod error;
 pub mod exclude;
 pub mod extract;
