@@ -3,13 +3,16 @@
 //! makes the backup visible. A failure before that leaves nothing that looks like a backup.
 
 use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use crate::catalog::{
-    self, Backup, BackupId, BackupMeta, BackupStats, Layout, LevelPolicy, SegmentMeta,
+    self, Backup, BackupId, BackupMeta, BackupStats, Layout, LevelPolicy, Next, SegmentMeta,
 };
 use crate::compress::Compression;
+use crate::crypt::{self, DecryptKey, Encryption, Format};
 use crate::error::{Error, Result};
 use crate::incremental::dump::{self, DumpOptions};
 use crate::incremental::scan::{self, ScanOptions, ScanStats, Warning};
@@ -38,6 +41,13 @@ pub struct BackupOptions {
     pub dry_run: bool,
     /// Unix seconds to use as "now"; only tests set it.
     pub now: Option<i64>,
+    /// Encrypt the data (and, in the age format, the snapshot too).
+    pub encryption: Option<Encryption>,
+    /// Reads the parent's encrypted snapshot; `None` when only recipients are known.
+    pub decrypt_key: Option<Arc<DecryptKey>>,
+    /// Plaintext copies of snapshots encrypted to recipients, so that the next level can be
+    /// taken by a host that cannot decrypt its own backups.
+    pub state_dir: Option<PathBuf>,
 }
 
 /// What a backup did.
@@ -63,16 +73,15 @@ pub fn run(storage: &dyn StorageWrite, opts: &BackupOptions) -> Result<BackupRep
     let now = opts.now.unwrap_or(start.sec);
     let layout = Layout::new(&opts.hostname, &opts.backup_name);
     let all = catalog::load(storage, &layout)?;
-    let next = catalog::next_backup(&all, &opts.policy, now);
-    let parent: Option<&Backup> = next.parent;
-    let old = match parent {
-        Some(p) => {
-            let key = layout.engine_metadata_key(&p.id);
-            let raw = storage.get(&key)?;
-            Some(Snapshot::parse(&raw).map_err(|e| e.context(format!("parent backup {key}")))?)
-        }
+    let mut next = catalog::next_backup(&all, &opts.policy, now);
+    let old = match next.parent {
+        Some(p) => parent_snapshot(storage, &layout, p, opts)?,
         None => None,
     };
+    if next.parent.is_some() && old.is_none() {
+        next = Next { parent: None, level: 0 };
+    }
+    let parent: Option<&Backup> = next.parent;
     log::debug!(
         "{}: {} backups stored; next is level {} on {}",
         layout.host_backup(),
@@ -107,11 +116,11 @@ pub fn run(storage: &dyn StorageWrite, opts: &BackupOptions) -> Result<BackupRep
         return Ok(finish_report(id, parent, layout, plan, report, stored, started, true));
     }
 
-    // Three threads, like `tar | zstd > file`: walk and tar; feed the compressor (whose
-    // workers are more threads); hash and store segments.
+    // Three threads, like `tar | zstd | age > file`: walk and tar; feed the compressor (whose
+    // workers are more threads); encrypt, hash and store segments.
     let upload = storage.create(&layout.data_key(&id))?;
-    let store =
-        Pipe::new(Segmenter::new(upload, opts.segment_size), 1 << 20, 8).map_err(enc_err)?;
+    let sealed = crypt::stage(opts.encryption.as_ref(), Segmenter::new(upload, opts.segment_size))?;
+    let store = Pipe::new(sealed, 1 << 20, 8).map_err(enc_err)?;
     let enc = opts.compression.encoder(store, opts.threads).map_err(enc_err)?;
     let mut tar = TarWriter::new(Interruptible(Pipe::new(enc, 256 << 10, 8).map_err(enc_err)?));
     let dumped = dump::dump(&plan, &mut tar, &opts.dump);
@@ -121,6 +130,7 @@ pub fn run(storage: &dyn StorageWrite, opts: &BackupOptions) -> Result<BackupRep
             .and_then(|i| i.0.finish())
             .and_then(|enc| enc.finish())
             .and_then(Pipe::finish)
+            .and_then(|sealed| sealed.finish())
             .map_err(Error::from)?;
         Ok((report, segmenter))
     });
@@ -135,8 +145,18 @@ pub fn run(storage: &dyn StorageWrite, opts: &BackupOptions) -> Result<BackupRep
     upload.commit()?;
 
     let snapshot = plan.snapshot(start, &report.dropped).encode();
-    storage.put(&layout.engine_metadata_key(&id), &snapshot)?;
-    let meta = metadata(opts, &id, parent, &stream, &snapshot, &plan.stats, &report, started);
+    let stored_snapshot = match &opts.encryption {
+        // The snapshot lists every file name: the age format hides it too. freezer-agent's
+        // openssl format leaves it plain, as the agent does, so the agent can continue a chain.
+        Some(e) if e.format == Format::Age => {
+            save_state(opts, storage, &layout, &id, &snapshot);
+            crypt::encrypt_bytes(Format::Age, &e.key, &snapshot)?
+        }
+        _ => snapshot.clone(),
+    };
+    storage.put(&layout.engine_metadata_key(&id), &stored_snapshot)?;
+    let meta =
+        metadata(opts, &id, parent, &stream, &stored_snapshot, &plan.stats, &report, started);
     storage.put(&layout.metadata_key(&id), meta.to_json()?.as_bytes())?;
     Ok(finish_report(id, parent, layout, plan, report, stream.size, started, false))
 }
@@ -184,7 +204,8 @@ fn metadata(
             duration_secs: started.elapsed().as_secs_f64(),
             ..Default::default()
         }),
-        ..BackupMeta::new(opts.compression.name(), false)
+        encryption_format: opts.encryption.as_ref().map(|e| e.format.name().to_string()),
+        ..BackupMeta::new(opts.compression.name(), opts.encryption.is_some())
     }
 }
 
@@ -213,6 +234,85 @@ fn finish_report(
         warnings,
         seconds: started.elapsed().as_secs_f64(),
         dry_run,
+    }
+}
+
+/// The parent's snapshot, decrypted if needed. `None` (with a warning) when it cannot be read
+/// here: the backup then starts a new chain rather than failing.
+fn parent_snapshot(
+    storage: &dyn StorageWrite,
+    layout: &Layout,
+    p: &Backup,
+    opts: &BackupOptions,
+) -> Result<Option<Snapshot>> {
+    let key = layout.engine_metadata_key(&p.id);
+    let raw = storage.get(&key)?;
+    let age = p.meta.encryption && p.meta.encryption_format.as_deref() == Some(Format::Age.name());
+    let plain = if !age {
+        raw
+    } else if let Some(k) = &opts.decrypt_key {
+        let looks_right = |b: &[u8]| b.starts_with(b"GNU tar-") || b.is_empty();
+        crypt::decrypt_bytes(Format::Age, k, &raw, None, &looks_right).map_err(|e| {
+            e.context(format!("cannot read the snapshot of the parent backup {key}"))
+        })?
+    } else if let Some(copy) =
+        state_path(opts, storage, layout, &p.id).and_then(|f| std::fs::read(f).ok())
+    {
+        copy
+    } else {
+        log::warn!(
+            "the parent backup's snapshot {key} is encrypted and no local copy of it exists{}; \
+             starting a new chain (level 0)",
+            opts.state_dir.as_ref().map(|d| format!(" in {}", d.display())).unwrap_or_default()
+        );
+        return Ok(None);
+    };
+    let snap = Snapshot::parse(&plain).map_err(|e| e.context(format!("parent backup {key}")))?;
+    Ok(Some(snap))
+}
+
+/// `<state_dir>/<container id>/<HB>/<T0>/<L>_<T>.snar`.
+fn state_path(
+    opts: &BackupOptions,
+    storage: &dyn StorageWrite,
+    layout: &Layout,
+    id: &BackupId,
+) -> Option<PathBuf> {
+    use sha2::Digest;
+    let dir = opts.state_dir.as_ref()?;
+    let container = hex::encode(&sha2::Sha256::digest(storage.describe().as_bytes())[..8]);
+    Some(
+        dir.join(container)
+            .join(layout.host_backup())
+            .join(id.level_zero.to_string())
+            .join(format!("{}.snar", id.name())),
+    )
+}
+
+/// Keep a plaintext copy of a snapshot encrypted to recipients (best effort, owner-only).
+fn save_state(
+    opts: &BackupOptions,
+    storage: &dyn StorageWrite,
+    layout: &Layout,
+    id: &BackupId,
+    snapshot: &[u8],
+) {
+    let Some(path) = state_path(opts, storage, layout, id) else { return };
+    let result = path
+        .parent()
+        .map_or(Ok(()), |d| std::fs::DirBuilder::new().recursive(true).mode(0o700).create(d))
+        .and_then(|()| {
+            use std::io::Write as _;
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(true)
+                .write(true)
+                .mode(0o600)
+                .open(&path)?;
+            f.write_all(snapshot)
+        });
+    if let Err(e) = result {
+        log::warn!("cannot keep a local copy of the snapshot in {}: {e}", path.display());
     }
 }
 

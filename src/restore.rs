@@ -4,10 +4,12 @@
 
 use std::io::{self, Read};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 use crate::catalog::{self, Backup, BackupId, Layout};
 use crate::compress::Compression;
+use crate::crypt::{self, DecryptKey, Format, Md};
 use crate::error::{Error, ErrorKind, Result};
 use crate::extract::{Meta, Special, Target};
 use crate::incremental::dumpdir::Dumpdir;
@@ -27,6 +29,10 @@ pub struct RestoreOptions {
     pub overwrite: bool,
     /// Read and check everything, write nothing.
     pub dry_run: bool,
+    /// Decrypts encrypted backups.
+    pub key: Option<Arc<DecryptKey>>,
+    /// Force openssl's key-derivation digest (`--openssl-md`) instead of detecting it.
+    pub openssl_md: Option<Md>,
 }
 
 /// What a restore did.
@@ -62,7 +68,13 @@ pub fn run(storage: &dyn Storage, opts: &RestoreOptions) -> Result<RestoreReport
         chain.iter().map(|b| b.id.name()).collect::<Vec<_>>()
     );
     for b in &chain {
-        check_readable(&layout, b)?;
+        check_readable(&layout, b, opts.key.is_some())?;
+    }
+    // A wrong key must fail before anything in the target is written or deleted.
+    for b in &chain {
+        if b.meta.encryption {
+            drop(open_level(storage, &layout, b, opts)?);
+        }
     }
     let mut report = RestoreReport {
         chain: chain.iter().map(|b| b.id).collect(),
@@ -73,7 +85,7 @@ pub fn run(storage: &dyn Storage, opts: &RestoreOptions) -> Result<RestoreReport
     };
     if opts.dry_run {
         for b in &chain {
-            let mut level = open_level(storage, &layout, b)?;
+            let mut level = open_level(storage, &layout, b, opts)?;
             let mut archive = tar::Archive::new(&mut level);
             archive.set_ignore_zeros(true);
             for entry in archive.entries().map_err(|e| damaged(&layout, b, e))? {
@@ -100,7 +112,7 @@ pub fn run(storage: &dyn Storage, opts: &RestoreOptions) -> Result<RestoreReport
     progress::set_phase(Phase::Restoring);
     progress::set_total(chain.iter().filter_map(|b| b.meta.data_size).sum());
     for b in &chain {
-        let level = open_level(storage, &layout, b)?;
+        let level = open_level(storage, &layout, b, opts)?;
         let (members, bytes) = replay(level, &mut target)
             .map_err(|e| e.context(format!("restore of {} failed", describe(&layout, b))))?;
         report.members += members;
@@ -118,7 +130,7 @@ fn damaged(layout: &Layout, b: &Backup, e: io::Error) -> Error {
     Error::from(e).context(format!("{} is damaged", describe(layout, b)))
 }
 
-fn check_readable(layout: &Layout, b: &Backup) -> Result<()> {
+fn check_readable(layout: &Layout, b: &Backup, have_key: bool) -> Result<()> {
     if b.meta.engine_name != "tar" {
         return Err(Error::usage(format!(
             "{} was made by the '{}' engine; only 'tar' backups can be restored",
@@ -126,9 +138,15 @@ fn check_readable(layout: &Layout, b: &Backup) -> Result<()> {
             b.meta.engine_name
         )));
     }
-    if b.meta.encryption {
+    if b.meta.encryption && !have_key {
+        let option = match encryption_format(b)? {
+            Format::Age => {
+                "--encrypt-pass-file FILE (or --encrypt-identity-file FILE if it was encrypted to age recipients)"
+            }
+            Format::OpensslAes256Cfb => "--encrypt-pass-file FILE",
+        };
         return Err(Error::usage(format!(
-            "{} is encrypted; encrypted backups are not supported yet by this version",
+            "{} is encrypted: add {option} to restore it",
             describe(layout, b)
         )));
     }
@@ -142,11 +160,41 @@ fn check_readable(layout: &Layout, b: &Backup) -> Result<()> {
     Ok(())
 }
 
+/// How `b` is encrypted: our metadata says; freezer-agent's only knows openssl.
+fn encryption_format(b: &Backup) -> Result<Format> {
+    match &b.meta.encryption_format {
+        Some(f) => Format::parse(f),
+        None => Ok(Format::OpensslAes256Cfb),
+    }
+}
+
+/// Whether decrypted bytes start like a stream of `codec` (a tar header for `none`).
+fn plausible(codec: Compression) -> impl Fn(&[u8]) -> bool {
+    move |b: &[u8]| match codec {
+        Compression::None => b.len() >= 512 && tar_checksum_ok(&b[..512]),
+        c => Compression::detect(b) == Some(c),
+    }
+}
+
+fn tar_checksum_ok(h: &[u8]) -> bool {
+    let field = &h[148..156];
+    let text: String =
+        field.iter().take_while(|&&c| c != 0 && c != b' ').map(|&c| c as char).collect();
+    let Ok(want) = u32::from_str_radix(text.trim(), 8) else { return false };
+    let sum: u32 = h
+        .iter()
+        .enumerate()
+        .map(|(i, &c)| if (148..156).contains(&i) { 32 } else { c as u32 })
+        .sum();
+    sum == want
+}
+
 /// The decompressed tar stream of one level, verified against its recorded size and hash.
 fn open_level<'a>(
     storage: &'a dyn Storage,
     layout: &Layout,
     b: &Backup,
+    opts: &RestoreOptions,
 ) -> Result<Box<dyn Read + Send + 'a>> {
     let raw = Counting(storage.open(&layout.data_key(&b.id))?);
     let expected = match (b.meta.data_size, &b.meta.data_sha256) {
@@ -155,7 +203,18 @@ fn open_level<'a>(
     };
     let verified = VerifyingReader::new(raw, expected, describe(layout, b));
     let codec = Compression::parse(&b.meta.compression)?;
-    codec.decoder(verified).map_err(|e| damaged(layout, b, e))
+    let plain: Box<dyn Read + Send + 'a> = match (&opts.key, b.meta.encryption) {
+        (Some(key), true) => crypt::decryptor(
+            encryption_format(b)?,
+            key,
+            verified,
+            opts.openssl_md,
+            &plausible(codec),
+        )
+        .map_err(|e| e.context(describe(layout, b)))?,
+        _ => Box::new(verified),
+    };
+    codec.decoder(plain).map_err(|e| damaged(layout, b, e))
 }
 
 /// Apply one level's archive; returns (members, bytes of file data).

@@ -128,14 +128,12 @@ pub fn read_pass_file(path: &Path) -> Result<Passphrase> {
 }
 
 fn warn_if_readable(path: &Path) {
-    if let Ok(m) = std::fs::metadata(path) {
-        if m.permissions().mode() & 0o077 != 0 {
-            log::warn!(
-                "{} can be read by other users; protect it with: chmod 600 {}",
-                path.display(),
-                path.display()
-            );
-        }
+    if std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o077 != 0) {
+        log::warn!(
+            "{} can be read by other users; protect it with: chmod 600 {}",
+            path.display(),
+            path.display()
+        );
     }
 }
 
@@ -176,10 +174,26 @@ pub fn parse_recipients(list: &[String]) -> Result<EncryptKey> {
     Ok(EncryptKey::Recipients(out))
 }
 
-/// The encrypting stage.
+/// The encrypting stage (or a pass-through, so the pipeline has one shape).
 pub enum Encryptor<W: Write> {
-    Age(age::stream::StreamWriter<W>),
-    Cfb(cfb::Writer<W>),
+    Plain(W),
+    Age(Box<age::stream::StreamWriter<W>>),
+    Cfb(Box<cfb::Writer<W>>),
+}
+
+/// What a backup's data is encrypted with.
+#[derive(Debug, Clone)]
+pub struct Encryption {
+    pub format: Format,
+    pub key: std::sync::Arc<EncryptKey>,
+}
+
+/// Encrypt into `inner` when `enc` is given, else pass through.
+pub fn stage<W: Write>(enc: Option<&Encryption>, inner: W) -> Result<Encryptor<W>> {
+    match enc {
+        Some(e) => encryptor(e.format, &e.key, inner),
+        None => Ok(Encryptor::Plain(inner)),
+    }
 }
 
 /// Start encrypting into `inner`.
@@ -193,9 +207,9 @@ pub fn encryptor<W: Write>(format: Format, key: &EncryptKey, inner: W) -> Result
         (Format::Age, EncryptKey::Recipients(rs)) => {
             age_writer(rs.iter().map(|r| r as &dyn age::Recipient), inner)
         }
-        (Format::OpensslAes256Cfb, EncryptKey::Passphrase(p)) => {
-            Ok(Encryptor::Cfb(cfb::Writer::new(inner, p.secret.expose_secret().as_bytes())?))
-        }
+        (Format::OpensslAes256Cfb, EncryptKey::Passphrase(p)) => Ok(Encryptor::Cfb(Box::new(
+            cfb::Writer::new(inner, p.secret.expose_secret().as_bytes())?,
+        ))),
         (Format::OpensslAes256Cfb, EncryptKey::Recipients(_)) => Err(Error::usage(
             "openssl-aes-256-cfb needs --encrypt-pass-file; recipients are an age feature",
         )),
@@ -209,12 +223,13 @@ fn age_writer<'a, W: Write>(
     let enc = age::Encryptor::with_recipients(recipients)
         .map_err(|e| Error::usage(format!("cannot encrypt to these recipients: {e}")))?;
     let w = enc.wrap_output(inner).map_err(|e| Error::io("cannot start encrypting", e))?;
-    Ok(Encryptor::Age(w))
+    Ok(Encryptor::Age(Box::new(w)))
 }
 
 impl<W: Write> Encryptor<W> {
     pub fn finish(self) -> io::Result<W> {
         match self {
+            Encryptor::Plain(w) => Ok(w),
             Encryptor::Age(w) => w.finish(),
             Encryptor::Cfb(w) => w.finish(),
         }
@@ -224,6 +239,7 @@ impl<W: Write> Encryptor<W> {
 impl<W: Write> Write for Encryptor<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
+            Encryptor::Plain(w) => w.write(buf),
             Encryptor::Age(w) => w.write(buf),
             Encryptor::Cfb(w) => w.write(buf),
         }
@@ -231,6 +247,7 @@ impl<W: Write> Write for Encryptor<W> {
 
     fn flush(&mut self) -> io::Result<()> {
         match self {
+            Encryptor::Plain(w) => w.flush(),
             Encryptor::Age(w) => w.flush(),
             Encryptor::Cfb(w) => w.flush(),
         }

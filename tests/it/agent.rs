@@ -138,3 +138,126 @@ fn agent_restores_a_gzip_chain_written_by_freezer() {
     );
     assert_eq!(manifest(&dest, true), manifest(&src, true));
 }
+
+#[test]
+fn freezer_restores_an_encrypted_agent_chain() {
+    let fx = fixtures();
+    let container = fx.join("container-encrypted");
+    let dirs = level_dirs(&container, "fixturehost_fixture");
+    assert_eq!(dirs.len(), 3);
+    let t = tempfile::tempdir().unwrap();
+    // The agent's pass file is world-readable in the fixture; copy it private.
+    let pf = t.path().join("passfile");
+    std::fs::copy(fx.join("passfile"), &pf).unwrap();
+    for (level, d) in dirs.iter().enumerate() {
+        let dest = t.path().join(format!("r{level}"));
+        let date = level_date(d);
+        freezer_ok([
+            "--action",
+            "restore",
+            "--backup-name",
+            "fixture",
+            "--hostname",
+            "fixturehost",
+            "--storage",
+            "local",
+            "--container",
+            container.to_str().unwrap(),
+            "--restore-abs-path",
+            dest.to_str().unwrap(),
+            "--restore-from-date",
+            &date,
+            "--encrypt-pass-file",
+            pf.to_str().unwrap(),
+        ]);
+        let expected = std::fs::read_to_string(fx.join(format!("manifest.{level}"))).unwrap();
+        assert_eq!(treegen_manifest(&dest), expected, "level {level}");
+    }
+    // Without the key: refused up front, naming the option.
+    let out = freezer([
+        "--action",
+        "restore",
+        "--backup-name",
+        "fixture",
+        "--hostname",
+        "fixturehost",
+        "--storage",
+        "local",
+        "--container",
+        container.to_str().unwrap(),
+        "--restore-abs-path",
+        t.path().join("nokey").to_str().unwrap(),
+    ]);
+    assert_code(&out, 2);
+    assert!(stderr(&out).contains("--encrypt-pass-file"));
+}
+
+#[test]
+fn agent_restores_an_openssl_chain_written_by_freezer() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    sample_tree(&src);
+    let c = t.path().join("c");
+    let pf = t.path().join("passfile");
+    std::fs::write(&pf, "agent compatible secret\n").unwrap();
+    for step in 0..3 {
+        if step == 1 {
+            write(&src.join("a/new"), "new at 1");
+        }
+        if step == 2 {
+            std::fs::remove_file(src.join("a/new")).unwrap();
+            write(&src.join("later"), "2");
+        }
+        freezer_ok([
+            "--action",
+            "backup",
+            "-F",
+            src.to_str().unwrap(),
+            "-N",
+            "enc",
+            "--hostname",
+            "ourhost",
+            "--storage",
+            "local",
+            "-C",
+            c.to_str().unwrap(),
+            "--incremental",
+            "--max-level",
+            "3",
+            "--compression",
+            "gzip",
+            "--encrypt-pass-file",
+            pf.to_str().unwrap(),
+            "--encryption",
+            "openssl-aes-256-cfb",
+        ]);
+        tick();
+    }
+    let dest = t.path().join("agent-restore");
+    let out = Command::new(agent())
+        .args([
+            "--action",
+            "restore",
+            "--backup-name",
+            "enc",
+            "--hostname",
+            "ourhost",
+            "--storage",
+            "local",
+        ])
+        .arg("--container")
+        .arg(&c)
+        .arg("--restore-abs-path")
+        .arg(&dest)
+        .arg("--encrypt-pass-file")
+        .arg(&pf)
+        .output()
+        .expect("run scripts/agent");
+    assert!(
+        out.status.success(),
+        "freezer-agent restore failed\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(manifest(&dest, true), manifest(&src, true));
+}

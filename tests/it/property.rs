@@ -144,6 +144,9 @@ fn run_case(initial: &[Op], levels: &[Vec<Op>]) {
         threads: 1,
         dry_run: false,
         now: None,
+        encryption: None,
+        decrypt_key: None,
+        state_dir: None,
     };
     let mut taken = Vec::new();
     for (i, ops) in std::iter::once(&Vec::new()).chain(levels.iter()).enumerate() {
@@ -168,6 +171,8 @@ fn run_case(initial: &[Op], levels: &[Vec<Op>]) {
             at: Some(*ts),
             overwrite: false,
             dry_run: false,
+            key: None,
+            openssl_md: None,
         };
         restore::run(&storage, &ro).unwrap();
         assert_eq!(&manifest(&dest, true), expected, "level {i}");

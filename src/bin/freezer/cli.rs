@@ -63,7 +63,8 @@ pub const EXIT_CODES: &str = "Exit codes:\n  \
     2  bad options or configuration; or restore target not empty without --overwrite\n  \
     3  backup completed, but some files could not be read or changed while being read\n  \
     4  no backup matches the name, host or date\n  \
-    5  stored data is damaged, or an archive tried to write outside the restore directory";
+    5  stored data is damaged, or an archive tried to write outside the restore directory\n  \
+    6  wrong passphrase or identity for an encrypted backup (nothing was restored)";
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
@@ -171,6 +172,10 @@ pub struct Common {
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
+    /// Encrypt (backup) or decrypt (restore) with the passphrase on the first line of FILE.
+    #[arg(long, value_name = "FILE")]
+    pub encrypt_pass_file: Option<PathBuf>,
+
     /// Print the summary (or the listing) as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -236,6 +241,16 @@ pub struct BackupFlags {
     #[arg(long, value_enum, value_name = "KIND")]
     pub dereference_symlink: Option<Dereference>,
 
+    /// Encrypt to this age recipient (age1…) instead of a passphrase; repeatable. The host
+    /// then cannot decrypt its own backups.
+    #[arg(long, value_name = "AGE1…")]
+    pub encrypt_recipient: Vec<String>,
+
+    /// Encryption format: age (authenticated; default for freezer) or openssl-aes-256-cfb
+    /// (freezer-agent's, not authenticated; default when called as freezer-agent).
+    #[arg(long, value_name = "FORMAT")]
+    pub encryption: Option<String>,
+
     /// Also descend into directories on other file systems (freezer-agent never does).
     #[arg(long)]
     pub cross_file_systems: bool,
@@ -259,6 +274,14 @@ pub struct RestoreFlags {
     #[arg(long, value_name = "DATE")]
     pub restore_from_date: Option<String>,
 
+    /// Decrypt age backups with the identities (AGE-SECRET-KEY-1…) in FILE.
+    #[arg(long, value_name = "FILE")]
+    pub encrypt_identity_file: Option<PathBuf>,
+
+    /// Key derivation digest of openssl-encrypted backups: sha256 or md5 (default: detected).
+    #[arg(long, value_name = "DIGEST")]
+    pub openssl_md: Option<String>,
+
     /// Restore into a non-empty directory; files absent from the backup are deleted from the
     /// directories it restores.
     #[arg(long, overrides_with = "no_overwrite")]
@@ -271,8 +294,6 @@ pub struct RestoreFlags {
 /// error can say so, never silently ignored.
 #[derive(Args, Debug, Clone, Default)]
 pub struct Unsupported {
-    #[arg(long, hide = true)]
-    pub encrypt_pass_file: Option<String>,
     #[arg(short = 'R', long, hide = true)]
     pub remove_older_than: Option<String>,
     #[arg(long, hide = true)]
@@ -290,8 +311,7 @@ pub struct Unsupported {
 impl Unsupported {
     /// The first option given that this version does not support, with the issue it waits on.
     pub fn first(&self) -> Option<&'static str> {
-        let opts: [(&Option<String>, &str); 7] = [
-            (&self.encrypt_pass_file, "--encrypt-pass-file (encryption)"),
+        let opts: [(&Option<String>, &str); 6] = [
             (&self.remove_older_than, "--remove-older-than (retention)"),
             (&self.remove_from_date, "--remove-from-date (retention)"),
             (&self.upload_limit, "--upload-limit"),

@@ -12,6 +12,7 @@ pub enum Exit {
     Warnings = 3,
     NotFound = 4,
     Damaged = 5,
+    WrongKey = 6,
     /// Only when the signal cannot be re-raised; normally the process dies by the signal.
     Interrupted = 130,
 }
@@ -32,6 +33,7 @@ pub fn for_error(err: &anyhow::Error) -> Exit {
         Some(ErrorKind::NotFound) => Exit::NotFound,
         Some(ErrorKind::Corrupt) | Some(ErrorKind::Unsafe) => Exit::Damaged,
         Some(ErrorKind::Interrupted) => Exit::Interrupted,
+        Some(ErrorKind::WrongKey) => Exit::WrongKey,
         _ => Exit::Failed,
     }
 }

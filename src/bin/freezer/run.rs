@@ -3,11 +3,13 @@
 use std::ffi::OsString;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow, bail};
 use freezer::backup::{self, BackupOptions, BackupReport};
 use freezer::catalog::{self, LevelPolicy};
 use freezer::compress::Compression;
+use freezer::crypt::{self, DecryptKey, EncryptKey, Encryption, Format};
 use freezer::exclude::Excludes;
 use freezer::incremental::dump::DumpOptions;
 use freezer::incremental::scan::ScanOptions;
@@ -51,6 +53,13 @@ impl Profile {
         match self {
             Profile::Freezer => StorageKind::Local,
             Profile::Agent => StorageKind::Swift,
+        }
+    }
+
+    fn encryption(self) -> Format {
+        match self {
+            Profile::Freezer => Format::Age,
+            Profile::Agent => Format::OpensslAes256Cfb,
         }
     }
 
@@ -166,6 +175,13 @@ pub fn run(cli: Cli, profile: Profile, config_warnings: &[String]) -> Result<Exi
         }
         Job::Restore { target, flags } => {
             let at = flags.restore_from_date.as_deref().map(catalog::parse_date).transpose()?;
+            let key = match (&flags.encrypt_identity_file, &common.encrypt_pass_file) {
+                (Some(f), _) => Some(Arc::new(crypt::read_identity_file(f)?)),
+                (None, Some(f)) => {
+                    Some(Arc::new(DecryptKey::Passphrase(crypt::read_pass_file(f)?)))
+                }
+                (None, None) => None,
+            };
             let opts = RestoreOptions {
                 hostname,
                 backup_name: backup_name(&common, None),
@@ -173,6 +189,8 @@ pub fn run(cli: Cli, profile: Profile, config_warnings: &[String]) -> Result<Exi
                 at,
                 overwrite: flags.overwrite,
                 dry_run: common.dry_run,
+                key,
+                openssl_md: flags.openssl_md.as_deref().map(str::parse).transpose()?,
             };
             let status = ui::StatusLine::start(!common.quiet && !common.json);
             let report = restore::run(&storage, &opts);
@@ -277,6 +295,28 @@ fn backup_options(
     if !path.exists() {
         bail!(usage(&format!("the path to back up {} does not exist", path.display())));
     }
+    let format = match &flags.encryption {
+        Some(f) => Format::parse(f)?,
+        None => profile.encryption(),
+    };
+    let (encryption, decrypt_key) = match (
+        &common.encrypt_pass_file,
+        flags.encrypt_recipient.is_empty(),
+    ) {
+        (Some(_), false) => bail!(usage(
+            "give either --encrypt-pass-file or --encrypt-recipient: a passphrase cannot be combined with recipients"
+        )),
+        (Some(f), true) => {
+            let key = EncryptKey::Passphrase(crypt::read_pass_file(f)?);
+            let dkey = DecryptKey::Passphrase(crypt::read_pass_file(f)?);
+            (Some(Encryption { format, key: Arc::new(key) }), Some(Arc::new(dkey)))
+        }
+        (None, false) => {
+            let key = crypt::parse_recipients(&flags.encrypt_recipient)?;
+            (Some(Encryption { format, key: Arc::new(key) }), None)
+        }
+        (None, true) => (None, None),
+    };
     let deref = flags.dereference_symlink;
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     Ok(BackupOptions {
@@ -306,7 +346,18 @@ fn backup_options(
         threads,
         dry_run: common.dry_run,
         now: std::env::var("FREEZER_TEST_NOW").ok().and_then(|v| v.parse().ok()),
+        encryption,
+        decrypt_key,
+        state_dir: state_dir(),
     })
+}
+
+/// `$XDG_STATE_HOME/freezer`, else `~/.local/state/freezer`.
+fn state_dir() -> Option<PathBuf> {
+    match std::env::var_os("XDG_STATE_HOME").filter(|v| !v.is_empty()) {
+        Some(d) => Some(PathBuf::from(d).join("freezer")),
+        None => std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state/freezer")),
+    }
 }
 
 /// "32M" → 33554432.
@@ -389,7 +440,8 @@ fn print_backup(
             "path_to_backup": opts.path.display().to_string(),
             "fs_real_path": opts.path.display().to_string(),
             "compression": opts.compression.name(),
-            "encryption": false,
+            "encryption": opts.encryption.is_some(),
+            "encryption_format": opts.encryption.as_ref().map(|e| e.format.name()),
             "curr_backup_level": r.id.level,
             "time_stamp": r.id.timestamp,
             "level_zero_timestamp": r.id.level_zero,
