@@ -18,6 +18,7 @@ pub mod exclude;
 pub mod extract;
 pub mod incremental;
 pub mod pipe;
+pub mod prune;
 pub mod restore;
 pub mod segment;
 pub mod storage;
