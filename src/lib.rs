@@ -23,6 +23,7 @@ pub mod limit;
 pub mod pipe;
 pub mod priority;
 pub mod progress;
+pub mod prune;
 pub mod restore;
 pub mod segment;
 pub mod storage;
