@@ -592,3 +592,54 @@ fn log_levels_and_the_agents_default_log_file() {
     ]);
     assert!(!fs::read_to_string(&quiet_log).unwrap().contains("INFO"));
 }
+
+#[test]
+fn upload_limit_slows_the_backup_and_max_priority_is_accepted() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    fs::create_dir(&src).unwrap();
+    sh(&format!("head -c 3M /dev/urandom > '{}/r'", src.display()));
+    let c = t.path().join("c");
+    let started = std::time::Instant::now();
+    freezer_ok([
+        "backup",
+        src.to_str().unwrap(),
+        "-N",
+        "lim",
+        "-C",
+        c.to_str().unwrap(),
+        "--compression",
+        "none",
+        "--upload-limit",
+        "1M",
+        "-M",
+        "256K",
+        "--max-priority",
+    ]);
+    let secs = started.elapsed().as_secs_f64();
+    // 3 MiB at 1 MiB/s, less the token bucket's first burst: at least ~2 s.
+    assert!(secs > 1.8, "took {secs:.2}s");
+    let dest = t.path().join("d");
+    freezer_ok([
+        "restore",
+        dest.to_str().unwrap(),
+        "-N",
+        "lim",
+        "-C",
+        c.to_str().unwrap(),
+        "--download-limit",
+        "-1",
+    ]);
+    let out = freezer([
+        "backup",
+        src.to_str().unwrap(),
+        "-N",
+        "lim",
+        "-C",
+        c.to_str().unwrap(),
+        "--upload-limit",
+        "fast",
+    ]);
+    assert_code(&out, 2);
+    assert!(stderr(&out).contains("--upload-limit"), "{}", stderr(&out));
+}

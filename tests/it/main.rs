@@ -8,4 +8,5 @@ mod crypt;
 mod gnu;
 mod hostile;
 mod property;
+mod prune;
 mod roundtrip;

@@ -54,6 +54,12 @@ pub struct Cli {
     pub restore: RestoreFlags,
 
     #[command(flatten)]
+    pub retention: RetentionFlags,
+
+    #[command(flatten)]
+    pub keep: KeepFlags,
+
+    #[command(flatten)]
     pub unsupported: Unsupported,
 }
 
@@ -74,6 +80,19 @@ pub enum Command {
     Restore(RestoreCmd),
     /// List backups in a container.
     List(ListCmd),
+    /// Remove old backups, whole chains at a time, never one a kept backup needs.
+    Prune(PruneCmd),
+}
+
+#[derive(Args, Debug)]
+#[command(args_override_self = true)]
+pub struct PruneCmd {
+    #[command(flatten)]
+    pub common: Common,
+    #[command(flatten)]
+    pub retention: RetentionFlags,
+    #[command(flatten)]
+    pub keep: KeepFlags,
 }
 
 #[derive(Args, Debug)]
@@ -88,6 +107,8 @@ pub struct BackupCmd {
     pub common: Common,
     #[command(flatten)]
     pub backup: BackupFlags,
+    #[command(flatten)]
+    pub retention: RetentionFlags,
     #[command(flatten)]
     pub unsupported: Unsupported,
 }
@@ -175,6 +196,19 @@ pub struct Common {
     /// Encrypt (backup) or decrypt (restore) with the passphrase on the first line of FILE.
     #[arg(long, value_name = "FILE")]
     pub encrypt_pass_file: Option<PathBuf>,
+
+    /// Limit uploads to BYTES per second (K, M, G suffixes; -1: no limit).
+    #[arg(long, value_name = "BYTES", allow_hyphen_values = true)]
+    pub upload_limit: Option<String>,
+
+    /// Limit downloads to BYTES per second (K, M, G suffixes; -1: no limit).
+    #[arg(long, value_name = "BYTES", allow_hyphen_values = true)]
+    pub download_limit: Option<String>,
+
+    /// Run at the highest CPU and I/O priority (nice -19, real-time I/O class), as
+    /// freezer-agent does; needs root. Any value but False turns it on.
+    #[arg(long, value_name = "ANY", num_args = 0..=1, default_missing_value = "True")]
+    pub max_priority: Option<String>,
 
     /// Print the summary (or the listing) as JSON on stdout.
     #[arg(long)]
@@ -294,36 +328,56 @@ pub struct RestoreFlags {
 /// error can say so, never silently ignored.
 #[derive(Args, Debug, Clone, Default)]
 pub struct Unsupported {
-    #[arg(short = 'R', long, hide = true)]
-    pub remove_older_than: Option<String>,
-    #[arg(long, hide = true)]
-    pub remove_from_date: Option<String>,
-    #[arg(long, hide = true)]
-    pub upload_limit: Option<String>,
-    #[arg(long, hide = true)]
-    pub download_limit: Option<String>,
     #[arg(short = 's', long, hide = true)]
     pub snapshot: Option<String>,
-    #[arg(long, hide = true)]
-    pub max_priority: Option<String>,
 }
 
 impl Unsupported {
-    /// The first option given that this version does not support, with the issue it waits on.
+    /// The first option given that this version does not support.
     pub fn first(&self) -> Option<&'static str> {
-        let opts: [(&Option<String>, &str); 6] = [
-            (&self.remove_older_than, "--remove-older-than (retention)"),
-            (&self.remove_from_date, "--remove-from-date (retention)"),
-            (&self.upload_limit, "--upload-limit"),
-            (&self.download_limit, "--download-limit"),
-            (&self.snapshot, "--snapshot (LVM snapshots)"),
-            (&self.max_priority, "--max-priority"),
-        ];
-        opts.iter()
-            .find(|(v, name)| {
-                // The agent's "no limit" value is -1; accept it.
-                v.as_deref().is_some_and(|s| !(name.contains("limit") && s.trim() == "-1"))
-            })
-            .map(|(_, name)| *name)
+        // The agent's --snapshot is a string option: any non-empty value turns LVM on.
+        self.snapshot
+            .as_deref()
+            .filter(|v| !v.trim().is_empty())
+            .map(|_| "--snapshot (LVM snapshots)")
     }
+}
+
+/// Retention: which chains to remove. A chain goes only when no kept backup needs it.
+#[derive(Args, Debug, Clone, Default)]
+pub struct RetentionFlags {
+    /// Remove chains whose newest backup is older than DAYS days (fractions allowed).
+    #[arg(short = 'R', long, visible_alias = "remove-older-then", value_name = "DAYS")]
+    pub remove_older_than: Option<String>,
+
+    /// Remove chains whose newest backup is at or before DATE.
+    #[arg(long, value_name = "DATE")]
+    pub remove_from_date: Option<String>,
+}
+
+/// More retention rules, counted in chains (`freezer prune`).
+#[derive(Args, Debug, Clone, Default)]
+pub struct KeepFlags {
+    /// Keep the N newest chains.
+    #[arg(long, value_name = "N")]
+    pub keep_last: Option<u32>,
+    /// Keep the newest chain of each of the last N days that have backups.
+    #[arg(long, value_name = "N")]
+    pub keep_daily: Option<u32>,
+    /// Keep the newest chain of each of the last N weeks.
+    #[arg(long, value_name = "N")]
+    pub keep_weekly: Option<u32>,
+    /// Keep the newest chain of each of the last N months.
+    #[arg(long, value_name = "N")]
+    pub keep_monthly: Option<u32>,
+    /// Prune every host and backup name in the container, not only this one.
+    #[arg(long)]
+    pub all_hosts: bool,
+    /// Also remove data that never got its metadata (crashed runs), once older than
+    /// --orphan-grace-hours.
+    #[arg(long)]
+    pub orphans: bool,
+    /// Age in hours before data without metadata counts as an orphan.
+    #[arg(long, value_name = "HOURS", default_value_t = 24.0)]
+    pub orphan_grace_hours: f64,
 }

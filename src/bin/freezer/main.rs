@@ -5,6 +5,7 @@ mod config;
 mod exit;
 mod list;
 mod logger;
+mod prune;
 mod run;
 mod ui;
 

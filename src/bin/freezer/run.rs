@@ -13,15 +13,20 @@ use freezer::crypt::{self, DecryptKey, EncryptKey, Encryption, Format};
 use freezer::exclude::Excludes;
 use freezer::incremental::dump::DumpOptions;
 use freezer::incremental::scan::ScanOptions;
+use freezer::limit::{self, Limited};
+use freezer::priority;
 use freezer::restore::{self, RestoreOptions, RestoreReport};
+use freezer::storage::Storage;
 use freezer::storage::local::LocalStorage;
 use serde_json::json;
 
 use crate::cli::{
-    Action, BackupFlags, Cli, Command, Common, Dereference, RestoreFlags, StorageKind,
+    Action, BackupFlags, Cli, Command, Common, Dereference, KeepFlags, RestoreFlags,
+    RetentionFlags, StorageKind,
 };
 use crate::exit::Exit;
 use crate::logger;
+use crate::prune::{self, retention_policy};
 use crate::{list, ui};
 
 /// Defaults differ by the name we are called by: as `freezer-agent` we are a drop-in for the
@@ -76,12 +81,14 @@ pub fn is_quiet(cli: &Cli) -> bool {
         Some(Command::Backup(c)) => c.common.quiet,
         Some(Command::Restore(c)) => c.common.quiet,
         Some(Command::List(c)) => c.common.quiet,
+        Some(Command::Prune(c)) => c.common.quiet,
         None => cli.common.quiet,
     }
 }
 
 enum Job {
-    Backup { path: PathBuf, flags: BackupFlags },
+    Backup { path: PathBuf, flags: BackupFlags, retention: RetentionFlags },
+    Prune { retention: RetentionFlags, keep: KeepFlags },
     Restore { target: PathBuf, flags: RestoreFlags },
     List,
     ListContainers,
@@ -93,7 +100,7 @@ pub fn run(cli: Cli, profile: Profile, config_warnings: &[String]) -> Result<Exi
         Some(Command::Backup(c)) => {
             let path =
                 c.path.or(c.path_to_backup).ok_or_else(|| anyhow!("give the PATH to back up"))?;
-            (c.common, c.unsupported, Job::Backup { path, flags: c.backup })
+            (c.common, c.unsupported, Job::Backup { path, flags: c.backup, retention: c.retention })
         }
         Some(Command::Restore(c)) => {
             let target = c
@@ -103,6 +110,9 @@ pub fn run(cli: Cli, profile: Profile, config_warnings: &[String]) -> Result<Exi
             (c.common, c.unsupported, Job::Restore { target, flags: c.restore })
         }
         Some(Command::List(c)) => (c.common, Default::default(), Job::List),
+        Some(Command::Prune(c)) => {
+            (c.common, Default::default(), Job::Prune { retention: c.retention, keep: c.keep })
+        }
         None if cli.list_containers => (cli.common, cli.unsupported, Job::ListContainers),
         None if cli.list_objects => (cli.common, cli.unsupported, Job::ListObjects),
         None => {
@@ -112,6 +122,7 @@ pub fn run(cli: Cli, profile: Profile, config_warnings: &[String]) -> Result<Exi
                         usage("--action backup needs --path-to-backup PATH (the directory to back up)")
                     })?,
                     flags: cli.backup,
+                    retention: cli.retention,
                 },
                 Action::Restore => Job::Restore {
                     target: cli.restore.restore_abs_path.clone().ok_or_else(|| {
@@ -120,10 +131,7 @@ pub fn run(cli: Cli, profile: Profile, config_warnings: &[String]) -> Result<Exi
                     flags: cli.restore,
                 },
                 Action::Info => Job::List,
-                Action::Admin => bail!(usage(
-                    "--action admin (retention) is not supported yet by this version; \
-                     keep running freezer-agent for it"
-                )),
+                Action::Admin => Job::Prune { retention: cli.retention, keep: cli.keep },
                 Action::Exec => bail!(usage("--action exec is not supported; run the command directly")),
             };
             (cli.common, cli.unsupported, job)
@@ -153,7 +161,23 @@ pub fn run(cli: Cli, profile: Profile, config_warnings: &[String]) -> Result<Exi
     if let Some(opt) = unsupported.first() {
         bail!(usage(&format!("{opt} is not supported yet by this version of freezer")));
     }
-    let storage = open_storage(&common, profile)?;
+    // Before any thread starts: threads inherit the priority.
+    if common.max_priority.as_deref().is_some_and(priority::requested) {
+        priority::raise()?;
+    }
+    let up = common
+        .upload_limit
+        .as_deref()
+        .map(|v| limit::parse_rate("--upload-limit", v))
+        .transpose()?
+        .flatten();
+    let down = common
+        .download_limit
+        .as_deref()
+        .map(|v| limit::parse_rate("--download-limit", v))
+        .transpose()?
+        .flatten();
+    let storage = Limited::new(open_storage(&common, profile)?, up, down);
     let hostname = match &common.hostname {
         Some(h) => h.clone(),
         None => nix::unistd::gethostname()
@@ -164,13 +188,19 @@ pub fn run(cli: Cli, profile: Profile, config_warnings: &[String]) -> Result<Exi
     check_name("--hostname", &hostname)?;
     check_name("--backup-name", &backup_name(&common, None))?;
     match job {
-        Job::Backup { path, flags } => {
+        Job::Backup { path, flags, retention } => {
+            let after = retention_policy(&retention, &KeepFlags::default())?;
             let opts = backup_options(&common, &flags, profile, path, hostname)?;
             let status = ui::StatusLine::start(!common.quiet && !common.json);
             let report = backup::run(&storage, &opts);
             drop(status);
             let report = report?;
             print_backup(&common, &opts, &report, &storage)?;
+            if let Some(policy) = after {
+                // freezerc 1.0: one cron line backs up, then cleans up (chain-safe).
+                let layouts = [report.layout.clone()];
+                prune::run(&storage, &common, &layouts, policy, &KeepFlags::default())?;
+            }
             Ok(if report.unreadable > 0 { Exit::Warnings } else { Exit::Ok })
         }
         Job::Restore { target, flags } => {
@@ -197,6 +227,21 @@ pub fn run(cli: Cli, profile: Profile, config_warnings: &[String]) -> Result<Exi
             drop(status);
             let report = report?;
             print_restore(&common, &opts, &report)?;
+            Ok(Exit::Ok)
+        }
+        Job::Prune { retention, keep } => {
+            let Some(policy) = retention_policy(&retention, &keep)? else {
+                bail!(usage(
+                    "say what to remove: --remove-older-than DAYS, --remove-from-date DATE, \
+                     or --keep-last/--keep-daily/--keep-weekly/--keep-monthly N"
+                ));
+            };
+            let layouts = if keep.all_hosts {
+                freezer::prune::all_layouts(&storage)?
+            } else {
+                vec![catalog::Layout::new(&hostname, &backup_name(&common, None))]
+            };
+            prune::run(&storage, &common, &layouts, policy, &keep)?;
             Ok(Exit::Ok)
         }
         Job::List => {
@@ -401,9 +446,8 @@ fn print_backup(
     common: &Common,
     opts: &BackupOptions,
     r: &BackupReport,
-    storage: &LocalStorage,
+    storage: &dyn Storage,
 ) -> Result<()> {
-    use freezer::storage::Storage;
     let s = &r.scan;
     let parent = r.parent.map(|p| format!(" on {}", p.name())).unwrap_or_default();
     let verb = if r.dry_run { "would store" } else { "stored" };
