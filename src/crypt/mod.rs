@@ -110,8 +110,9 @@ impl fmt::Debug for DecryptKey {
 /// The first line of `path`, newline stripped, as `openssl -pass file:` reads it. Warns when
 /// the file is readable by group or others.
 pub fn read_pass_file(path: &Path) -> Result<Passphrase> {
-    let data = std::fs::read(path)
-        .map_err(|e| Error::io(format!("cannot read the pass file {}", path.display()), e))?;
+    let data = std::fs::read(path).map_err(|e| {
+        Error::usage(format!("cannot read --encrypt-pass-file {}: {e}", path.display()))
+    })?;
     warn_if_readable(path);
     let line = data.split(|&b| b == b'\n').next().unwrap_or_default();
     let line = line.strip_suffix(b"\r").unwrap_or(line);
@@ -139,8 +140,9 @@ fn warn_if_readable(path: &Path) {
 
 /// `AGE-SECRET-KEY-1…` lines of an identity file (as `age-keygen` writes it; `#` comments).
 pub fn read_identity_file(path: &Path) -> Result<DecryptKey> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::io(format!("cannot read the identity file {}", path.display()), e))?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Error::usage(format!("cannot read --encrypt-identity-file {}: {e}", path.display()))
+    })?;
     warn_if_readable(path);
     let mut ids = Vec::new();
     for (n, line) in text.lines().enumerate() {

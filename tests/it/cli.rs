@@ -74,10 +74,13 @@ fn bad_date_and_unsupported_options_are_usage_errors() {
         freezer(["restore", "/tmp/x", "-N", "n", "-C", c, "--restore-from-date", "yesterday"]);
     assert_code(&out, 2);
     assert!(stderr(&out).contains("YYYY-MM-DDThh:mm:ss"), "{}", stderr(&out));
+    let out = freezer(["--action", "backup", "-F", c, "-N", "n", "-C", c, "--snapshot", "True"]);
+    assert_code(&out, 2);
+    assert!(stderr(&out).contains("not supported yet"), "{}", stderr(&out));
     let out =
         freezer(["--action", "backup", "-F", c, "-N", "n", "-C", c, "--encrypt-pass-file", "/k"]);
     assert_code(&out, 2);
-    assert!(stderr(&out).contains("not supported yet"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--encrypt-pass-file /k"), "{}", stderr(&out));
     let out = freezer(["--action", "backup", "-F", c, "-N", "n", "--storage", "swift"]);
     assert_code(&out, 2);
     assert!(stderr(&out).contains("--storage local"), "{}", stderr(&out));
