@@ -295,16 +295,14 @@ fn human(bytes: u64) -> String {
     if u == 0 { format!("{bytes} B") } else { format!("{v:.1} {}", units[u]) }
 }
 
-/// Log the one-line summary, print it (to stdout, unless stdout carries `--metadata-out -`),
+/// Log the one-line summary, print it on stdout unless stdout carries `--metadata-out -`,
 /// and write `--metadata-out`.
 fn report(common: &Common, line: &str, value: serde_json::Value) -> Result<()> {
     log::info!("{line}");
-    if !common.quiet {
-        let _ = if common.metadata_out.as_deref() == Some("-") {
-            writeln!(std::io::stderr(), "{line}")
-        } else {
-            writeln!(std::io::stdout(), "{line}")
-        };
+    // With `--metadata-out -` (freezer-scheduler's call) the summary stays in the log only:
+    // the scheduler logs any stderr of a successful run as "Freezer client warnings".
+    if !common.quiet && common.metadata_out.as_deref() != Some("-") {
+        let _ = writeln!(std::io::stdout(), "{line}");
     }
     let Some(dest) = &common.metadata_out else { return Ok(()) };
     let text = serde_json::to_string(&value)?;
