@@ -165,6 +165,8 @@ fn metadata_out_dash_prints_only_json_on_stdout() {
         serde_json::from_slice(&out.stdout).expect("stdout is one JSON document");
     assert_eq!(v["curr_backup_level"], 0);
     assert_eq!(v["backup_name"], "m");
+    // freezer-scheduler logs any stderr of a successful run as a warning.
+    assert!(out.stderr.is_empty(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]

@@ -3,6 +3,7 @@
 mod cli;
 mod config;
 mod exit;
+mod generate;
 mod list;
 mod logger;
 mod prune;
@@ -14,10 +15,13 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser};
 
 fn main() -> ExitCode {
+    let args: Vec<_> = std::env::args_os().collect();
+    if generate::requested(&args) {
+        return generate::main(args);
+    }
     if let Err(e) = freezer::interrupt::install() {
         eprintln!("freezer: warning: cannot catch SIGTERM/SIGINT: {e}");
     }
-    let args: Vec<_> = std::env::args_os().collect();
     let profile = run::Profile::from_argv0(args.first().cloned());
     let (args, warnings) = match config::expand(args, &cli::Cli::command()) {
         Ok(x) => x,

@@ -417,19 +417,18 @@ pub fn parse_size(s: &str) -> Option<u64> {
     num.trim().parse::<u64>().ok()?.checked_mul(mult)
 }
 
-/// Log the one-line summary, print it (to stdout, unless stdout carries `--metadata-out -`),
-/// and write `--metadata-out`.
+/// Log the one-line summary, print it on stdout (or the JSON with `--json`), and write
+/// `--metadata-out`.
 fn report(common: &Common, line: &str, value: serde_json::Value) -> Result<()> {
     log::info!("{line}");
+    // With `--metadata-out -` (freezer-scheduler's call) stdout carries only that JSON and the
+    // summary stays in the log: the scheduler logs any stderr of a successful run as
+    // "Freezer client warnings".
     let to_stdout = common.metadata_out.as_deref() == Some("-");
     if common.json && !to_stdout {
         println!("{}", serde_json::to_string(&value)?);
-    } else if !common.quiet {
-        let _ = if to_stdout {
-            writeln!(std::io::stderr(), "{line}")
-        } else {
-            writeln!(std::io::stdout(), "{line}")
-        };
+    } else if !common.quiet && !to_stdout {
+        let _ = writeln!(std::io::stdout(), "{line}");
     }
     let Some(dest) = &common.metadata_out else { return Ok(()) };
     let text = serde_json::to_string(&value)?;
