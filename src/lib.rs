@@ -18,10 +18,12 @@ pub mod exclude;
 pub mod extract;
 pub mod incremental;
 pub mod interrupt;
+pub mod lock;
 pub mod pipe;
 pub mod restore;
 pub mod segment;
 pub mod storage;
 pub mod tar;
+pub mod verify;
 
 pub use error::{Error, ErrorKind, Result};
