@@ -20,6 +20,7 @@ pub mod extract;
 pub mod incremental;
 pub mod interrupt;
 pub mod limit;
+pub mod lock;
 pub mod pipe;
 pub mod priority;
 pub mod progress;
@@ -28,5 +29,6 @@ pub mod restore;
 pub mod segment;
 pub mod storage;
 pub mod tar;
+pub mod verify;
 
 pub use error::{Error, ErrorKind, Result};

@@ -250,6 +250,39 @@ impl StorageWrite for LocalStorage {
             Err(e) => Err(fail(e)),
         }
     }
+
+    /// Atomic: the object is written whole under a temporary name, then hard-linked to its
+    /// key, which fails if the key exists (`link(2)` is atomic, also on NFS, unlike O_EXCL on
+    /// old NFS); readers never see it half written.
+    fn create_new(&self, key: &str, data: &[u8]) -> Result<bool> {
+        let path = self.path(key)?;
+        let dir = make_parent(&path)?.to_path_buf();
+        let (mut file, temp) = create_temp(&path)?;
+        let created = file
+            .write_all(data)
+            .and_then(|()| file.sync_all())
+            .map_err(|e| Error::io(format!("cannot write {}", temp.display()), e))
+            .and_then(|()| match fs::hard_link(&temp, &path) {
+                Ok(()) => Ok(true),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+                Err(e) => Err(Error::io(
+                    format!(
+                        "cannot create {} (by a hard link from {}; the file system must \
+                         support hard links)",
+                        path.display(),
+                        temp.display()
+                    ),
+                    e,
+                )),
+            });
+        drop(file);
+        let _ = fs::remove_file(&temp);
+        if created? {
+            sync_dir(&dir)?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
 }
 
 /// A data object being appended to a temporary file next to its key.

@@ -50,6 +50,17 @@ pub trait StorageWrite: Storage {
 
     /// Delete the object `key`, or everything under it if it is a "directory".
     fn delete(&self, key: &str) -> Result<()>;
+
+    /// Store a small object only if nothing is at `key`; whether it was stored. Storages with
+    /// an atomic form (O_EXCL, a conditional PUT) override this default, which leaves a window
+    /// between the check and the write in which another writer can get in too.
+    fn create_new(&self, key: &str, data: &[u8]) -> Result<bool> {
+        if self.exists(key)? {
+            return Ok(false);
+        }
+        self.put(key, data)?;
+        Ok(true)
+    }
 }
 
 /// A data object being written; segments arrive numbered from 0, in order.
