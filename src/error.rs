@@ -29,6 +29,8 @@ pub enum ErrorKind {
     Interrupted,
     /// The passphrase or identity does not decrypt the backup.
     WrongKey,
+    /// Another run holds the lock of this host and backup name.
+    Locked,
 }
 
 /// The error returned by every fallible function of this crate.

@@ -305,13 +305,16 @@ fn held(
         Some(w) if !w.is_zero() => format!(" (still, after waiting {} s)", w.as_secs_f64()),
         _ => String::new(),
     };
-    Error::storage(format!(
-        "another freezer ({}) is backing up {}{waited}; wait for it, or remove {key} from {} \
+    Error::new(
+        crate::ErrorKind::Locked,
+        format!(
+            "another freezer ({}) is backing up {}{waited}; wait for it, or remove {key} from {} \
          if it is gone",
-        holder.describe(),
-        layout.host_backup(),
-        storage.describe()
-    ))
+            holder.describe(),
+            layout.host_backup(),
+            storage.describe()
+        ),
+    )
 }
 
 fn to_json(holder: &Holder) -> Result<Vec<u8>> {

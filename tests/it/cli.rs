@@ -648,3 +648,120 @@ fn upload_limit_slows_the_backup_and_max_priority_is_accepted() {
     assert_code(&out, 2);
     assert!(stderr(&out).contains("--upload-limit"), "{}", stderr(&out));
 }
+
+#[test]
+fn verify_finds_a_flipped_byte_a_missing_segment_and_a_truncation() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    fs::create_dir(&src).unwrap();
+    sh(&format!("head -c 600K /dev/urandom > '{}/r'", src.display()));
+    let c = t.path().join("c");
+    let cs = c.to_str().unwrap();
+    freezer_ok([
+        "backup",
+        src.to_str().unwrap(),
+        "-N",
+        "v",
+        "--hostname",
+        "h",
+        "-C",
+        cs,
+        "-M",
+        "64K",
+        "--incremental",
+    ]);
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    write(&src.join("more"), "x");
+    freezer_ok([
+        "backup",
+        src.to_str().unwrap(),
+        "-N",
+        "v",
+        "--hostname",
+        "h",
+        "-C",
+        cs,
+        "-M",
+        "64K",
+        "--incremental",
+    ]);
+    let out = freezer_ok(["verify", "-N", "v", "--hostname", "h", "-C", cs]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).matches("ok ").count(), 2);
+    let data = level_dirs(&c, "h_v")[0].join("data");
+    let good = fs::read(&data).unwrap();
+    let mut flipped = good.clone();
+    flipped[3 * 65536 + 100] ^= 1;
+    let cases = [
+        ("flipped", flipped, "segment 3"),
+        ("missing segment", good[..5 * 65536].to_vec(), "missing"),
+        ("truncated", good[..good.len() - 10].to_vec(), "shorter"),
+    ];
+    for (what, bytes, says) in cases {
+        fs::write(&data, &bytes).unwrap();
+        let out = freezer(["verify", "-N", "v", "--hostname", "h", "-C", cs]);
+        assert_code(&out, 5);
+        let err = stderr(&out);
+        assert!(err.contains("h_v/0_") && err.contains(says), "{what}: {err}");
+        assert!(
+            err.contains("level 1") && err.contains("cannot be restored"),
+            "{what}: the level on top is named: {err}"
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains("DAMAGED"));
+    }
+}
+
+#[test]
+fn a_second_run_for_the_same_backup_fails_clearly_while_the_first_holds_the_lock() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    fs::create_dir(&src).unwrap();
+    sh(&format!("head -c 2M /dev/urandom > '{}/r'", src.display()));
+    let c = t.path().join("c");
+    let cs = c.to_str().unwrap();
+    // A slow first run: 2 MiB at 256 KiB/s.
+    let mut first = std::process::Command::new(bin())
+        .args([
+            "backup",
+            src.to_str().unwrap(),
+            "-N",
+            "lk",
+            "--hostname",
+            "h",
+            "-C",
+            cs,
+            "--compression",
+            "none",
+            "--upload-limit",
+            "256K",
+            "-M",
+            "64K",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    let out = freezer(["backup", src.to_str().unwrap(), "-N", "lk", "--hostname", "h", "-C", cs]);
+    assert_code(&out, 7);
+    assert!(
+        stderr(&out).contains("another freezer") && stderr(&out).contains(&first.id().to_string()),
+        "{}",
+        stderr(&out)
+    );
+    // Waiting works: the second run goes once the first is done.
+    freezer_ok([
+        "backup",
+        src.to_str().unwrap(),
+        "-N",
+        "lk",
+        "--hostname",
+        "h",
+        "-C",
+        cs,
+        "--lock-wait",
+        "60",
+    ]);
+    assert!(first.wait().unwrap().success());
+    assert_eq!(level_dirs(&c, "h_lk").len(), 2);
+    assert!(!c.join("locks/tar/h_lk.lock").exists(), "released");
+}

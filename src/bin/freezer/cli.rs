@@ -70,7 +70,8 @@ pub const EXIT_CODES: &str = "Exit codes:\n  \
     3  backup completed, but some files could not be read or changed while being read\n  \
     4  no backup matches the name, host or date\n  \
     5  stored data is damaged, or an archive tried to write outside the restore directory\n  \
-    6  wrong passphrase or identity for an encrypted backup (nothing was restored)";
+    6  wrong passphrase or identity for an encrypted backup (nothing was restored)\n  \
+    7  another freezer run is backing up the same host and backup name";
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
@@ -82,6 +83,27 @@ pub enum Command {
     List(ListCmd),
     /// Remove old backups, whole chains at a time, never one a kept backup needs.
     Prune(PruneCmd),
+    /// Re-read stored backups and check them against what was recorded at backup time.
+    Verify(VerifyCmd),
+}
+
+#[derive(Args, Debug)]
+#[command(args_override_self = true)]
+pub struct VerifyCmd {
+    #[command(flatten)]
+    pub common: Common,
+    /// Only the chain a restore at this date would use (default: every backup).
+    #[arg(long, value_name = "DATE")]
+    pub restore_from_date: Option<String>,
+    /// Only the chain a restore would use now.
+    #[arg(long)]
+    pub newest: bool,
+    /// Every host and backup name in the container.
+    #[arg(long)]
+    pub all_hosts: bool,
+    /// Decrypt age backups with the identities in FILE.
+    #[arg(long, value_name = "FILE")]
+    pub encrypt_identity_file: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -284,6 +306,11 @@ pub struct BackupFlags {
     /// (freezer-agent's, not authenticated; default when called as freezer-agent).
     #[arg(long, value_name = "FORMAT")]
     pub encryption: Option<String>,
+
+    /// If another run holds this backup's lock, wait up to SECONDS for it (default: fail at
+    /// once, exit code 7).
+    #[arg(long, value_name = "SECONDS", default_value_t = 0)]
+    pub lock_wait: u64,
 
     /// Also descend into directories on other file systems (freezer-agent never does).
     #[arg(long)]

@@ -13,6 +13,7 @@ pub enum Exit {
     NotFound = 4,
     Damaged = 5,
     WrongKey = 6,
+    Locked = 7,
     /// Only when the signal cannot be re-raised; normally the process dies by the signal.
     Interrupted = 130,
 }
@@ -34,6 +35,7 @@ pub fn for_error(err: &anyhow::Error) -> Exit {
         Some(ErrorKind::Corrupt) | Some(ErrorKind::Unsafe) => Exit::Damaged,
         Some(ErrorKind::Interrupted) => Exit::Interrupted,
         Some(ErrorKind::WrongKey) => Exit::WrongKey,
+        Some(ErrorKind::Locked) => Exit::Locked,
         _ => Exit::Failed,
     }
 }

@@ -9,6 +9,7 @@ mod logger;
 mod prune;
 mod run;
 mod ui;
+mod verify;
 
 use std::process::ExitCode;
 

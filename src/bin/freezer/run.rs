@@ -14,6 +14,7 @@ use freezer::exclude::Excludes;
 use freezer::incremental::dump::DumpOptions;
 use freezer::incremental::scan::ScanOptions;
 use freezer::limit::{self, Limited};
+use freezer::lock::{Lock, LockOptions};
 use freezer::priority;
 use freezer::restore::{self, RestoreOptions, RestoreReport};
 use freezer::storage::Storage;
@@ -22,11 +23,12 @@ use serde_json::json;
 
 use crate::cli::{
     Action, BackupFlags, Cli, Command, Common, Dereference, KeepFlags, RestoreFlags,
-    RetentionFlags, StorageKind,
+    RetentionFlags, StorageKind, VerifyCmd,
 };
 use crate::exit::Exit;
 use crate::logger;
 use crate::prune::{self, retention_policy};
+use crate::verify;
 use crate::{list, ui};
 
 /// Defaults differ by the name we are called by: as `freezer-agent` we are a drop-in for the
@@ -82,6 +84,7 @@ pub fn is_quiet(cli: &Cli) -> bool {
         Some(Command::Restore(c)) => c.common.quiet,
         Some(Command::List(c)) => c.common.quiet,
         Some(Command::Prune(c)) => c.common.quiet,
+        Some(Command::Verify(c)) => c.common.quiet,
         None => cli.common.quiet,
     }
 }
@@ -91,6 +94,7 @@ enum Job {
     Prune { retention: RetentionFlags, keep: KeepFlags },
     Restore { target: PathBuf, flags: RestoreFlags },
     List,
+    Verify(Box<VerifyCmd>),
     ListContainers,
     ListObjects,
 }
@@ -110,6 +114,9 @@ pub fn run(cli: Cli, profile: Profile, config_warnings: &[String]) -> Result<Exi
             (c.common, c.unsupported, Job::Restore { target, flags: c.restore })
         }
         Some(Command::List(c)) => (c.common, Default::default(), Job::List),
+        Some(Command::Verify(c)) => {
+            (c.common.clone(), Default::default(), Job::Verify(Box::new(c)))
+        }
         Some(Command::Prune(c)) => {
             (c.common, Default::default(), Job::Prune { retention: c.retention, keep: c.keep })
         }
@@ -191,6 +198,15 @@ pub fn run(cli: Cli, profile: Profile, config_warnings: &[String]) -> Result<Exi
         Job::Backup { path, flags, retention } => {
             let after = retention_policy(&retention, &KeepFlags::default())?;
             let opts = backup_options(&common, &flags, profile, path, hostname)?;
+            // One run per host and backup name: a second one waits or fails clearly.
+            let lock = Lock::acquire(
+                Arc::new(open_storage(&common, profile)?),
+                &catalog::Layout::new(&opts.hostname, &opts.backup_name),
+                LockOptions {
+                    wait: Some(std::time::Duration::from_secs(flags.lock_wait)),
+                    ..Default::default()
+                },
+            )?;
             let status = ui::StatusLine::start(!common.quiet && !common.json);
             let report = backup::run(&storage, &opts);
             drop(status);
@@ -201,6 +217,7 @@ pub fn run(cli: Cli, profile: Profile, config_warnings: &[String]) -> Result<Exi
                 let layouts = [report.layout.clone()];
                 prune::run(&storage, &common, &layouts, policy, &KeepFlags::default())?;
             }
+            lock.release()?;
             Ok(if report.unreadable > 0 { Exit::Warnings } else { Exit::Ok })
         }
         Job::Restore { target, flags } => {
@@ -244,6 +261,7 @@ pub fn run(cli: Cli, profile: Profile, config_warnings: &[String]) -> Result<Exi
             prune::run(&storage, &common, &layouts, policy, &keep)?;
             Ok(Exit::Ok)
         }
+        Job::Verify(cmd) => verify::run(&storage, &common, &cmd, &hostname),
         Job::List => {
             let only = common.backup_name.as_ref().map(|_| backup_name(&common, None));
             list::backups(&storage, &hostname, only.as_deref(), common.json)?;
@@ -294,7 +312,7 @@ fn open_storage(common: &Common, profile: Profile) -> Result<LocalStorage> {
 
 /// freezer-agent's default name is the template `freezer_{mode}_{resource_id}`; for fs the
 /// resource id is the host name.
-fn backup_name(common: &Common, mode: Option<&str>) -> String {
+pub fn backup_name(common: &Common, mode: Option<&str>) -> String {
     let host = common.hostname.clone().unwrap_or_else(|| {
         nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default()
     });
