@@ -114,8 +114,15 @@ pub fn read_pass_file(path: &Path) -> Result<Passphrase> {
         Error::usage(format!("cannot read --encrypt-pass-file {}: {e}", path.display()))
     })?;
     warn_if_readable(path);
+    // Exactly what `openssl -pass file:` takes: the first line without its '\n' (a '\r' stays),
+    // at most 1023 bytes; openssl would silently cut longer or NUL-containing lines.
     let line = data.split(|&b| b == b'\n').next().unwrap_or_default();
-    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    if line.len() > 1023 || line.contains(&0) {
+        return Err(Error::usage(format!(
+            "the passphrase in {} is longer than 1023 bytes or contains a NUL byte; openssl could not read it back",
+            path.display()
+        )));
+    }
     if line.is_empty() {
         return Err(Error::usage(format!(
             "the pass file {} is empty: its first line is the passphrase",

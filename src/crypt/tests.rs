@@ -207,8 +207,10 @@ fn pass_file_is_read_like_openssl_and_never_shown() {
     fs::write(&p, "line one\r\nline two\n").unwrap();
     fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).unwrap();
     let pass = read_pass_file(&p).unwrap(); // readable by others: a warning, not a failure
-    assert_eq!(pass.secret.expose_secret(), "line one");
+    assert_eq!(pass.secret.expose_secret(), "line one\r", "as openssl: only the newline goes");
     assert!(!format!("{pass:?}").contains("line one"));
+    fs::write(&p, "x".repeat(1024)).unwrap();
+    assert_eq!(read_pass_file(&p).unwrap_err().kind(), ErrorKind::Usage);
     fs::write(&p, "\n").unwrap();
     assert_eq!(read_pass_file(&p).unwrap_err().kind(), ErrorKind::Usage);
 }

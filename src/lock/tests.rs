@@ -34,7 +34,7 @@ fn second_acquire_fails_while_held_and_release_removes_it() {
     assert!(h.refreshed >= h.started && h.started > 0);
 
     let err = Lock::acquire(Arc::clone(&storage), &layout, LockOptions::default()).unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Storage);
+    assert_eq!(err.kind(), ErrorKind::Locked);
     let msg = err.to_string();
     let want = format!("another freezer (pid {} on host {}, started ", h.pid, h.hostname);
     assert!(msg.contains(&want), "{msg}");

@@ -175,7 +175,14 @@ mod tests {
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
         names.sort();
-        let want = ["freezer-backup.1", "freezer-list.1", "freezer-restore.1", "freezer.1"];
+        let want = [
+            "freezer-backup.1",
+            "freezer-list.1",
+            "freezer-prune.1",
+            "freezer-restore.1",
+            "freezer-verify.1",
+            "freezer.1",
+        ];
         assert_eq!(names, want);
         let top = fs::read_to_string(dir.path().join("freezer.1")).unwrap();
         assert!(top.contains("backup\\-name"), "{top}");

@@ -198,15 +198,17 @@ pub fn run(cli: Cli, profile: Profile, config_warnings: &[String]) -> Result<Exi
         Job::Backup { path, flags, retention } => {
             let after = retention_policy(&retention, &KeepFlags::default())?;
             let opts = backup_options(&common, &flags, profile, path, hostname)?;
-            // One run per host and backup name: a second one waits or fails clearly.
-            let lock = Lock::acquire(
-                Arc::new(open_storage(&common, profile)?),
-                &catalog::Layout::new(&opts.hostname, &opts.backup_name),
-                LockOptions {
-                    wait: Some(std::time::Duration::from_secs(flags.lock_wait)),
-                    ..Default::default()
-                },
-            )?;
+            // One run per host and backup name: a second one waits or fails clearly. A dry run
+            // writes nothing, not even a lock.
+            let wait = Some(std::time::Duration::from_secs(flags.lock_wait));
+            let lock = match opts.dry_run {
+                true => None,
+                false => Some(Lock::acquire(
+                    Arc::new(open_storage(&common, profile)?),
+                    &catalog::Layout::new(&opts.hostname, &opts.backup_name),
+                    LockOptions { wait, ..Default::default() },
+                )?),
+            };
             let status = ui::StatusLine::start(!common.quiet && !common.json);
             let report = backup::run(&storage, &opts);
             drop(status);
@@ -217,7 +219,9 @@ pub fn run(cli: Cli, profile: Profile, config_warnings: &[String]) -> Result<Exi
                 let layouts = [report.layout.clone()];
                 prune::run(&storage, &common, &layouts, policy, &KeepFlags::default())?;
             }
-            lock.release()?;
+            if let Some(lock) = lock {
+                lock.release()?;
+            }
             Ok(if report.unreadable > 0 { Exit::Warnings } else { Exit::Ok })
         }
         Job::Restore { target, flags } => {
