@@ -163,33 +163,19 @@ enum Status {
 /// cannot be read or parsed is kept as that backup's problem instead of failing the listing.
 fn load(storage: &dyn Storage, layout: &Layout) -> Result<Vec<Entry>> {
     let mut found = Vec::new();
-    let root = layout.metadata_root();
-    for chain in storage.list(&root)? {
-        let digits = !chain.is_empty() && chain.bytes().all(|b| b.is_ascii_digit());
-        let Some(level_zero) = chain.parse::<i64>().ok().filter(|_| digits) else {
-            log::warn!("skipping {root}/{chain}: not a level-0 timestamp directory");
-            continue;
+    for id in catalog::ids(storage, layout)? {
+        let key = layout.metadata_key(&id);
+        let meta = match storage.get(&key) {
+            Ok(bytes) => BackupMeta::from_json(&bytes, &key).map_err(|e| e.to_string()),
+            Err(e) => match storage.exists(&key) {
+                Ok(false) => {
+                    log::warn!("skipping {key}: it has no metadata (unfinished or failed backup)");
+                    continue;
+                }
+                _ => Err(format!("its metadata cannot be read: {e}")),
+            },
         };
-        for name in storage.list(&layout.metadata_chain_dir(level_zero))? {
-            let Some(id) = BackupId::parse_name(level_zero, &name) else {
-                log::warn!("skipping {root}/{chain}/{name}: not a <level>_<timestamp> directory");
-                continue;
-            };
-            let key = layout.metadata_key(&id);
-            let meta = match storage.get(&key) {
-                Ok(bytes) => BackupMeta::from_json(&bytes, &key).map_err(|e| e.to_string()),
-                Err(e) => match storage.exists(&key) {
-                    Ok(false) => {
-                        log::warn!(
-                            "skipping {key}: it has no metadata (unfinished or failed backup)"
-                        );
-                        continue;
-                    }
-                    _ => Err(format!("its metadata cannot be read: {e}")),
-                },
-            };
-            found.push(Entry { id, meta });
-        }
+        found.push(Entry { id, meta });
     }
     found.sort_by_key(|e| (e.id.level_zero, e.id.timestamp, e.id.level));
     Ok(found)

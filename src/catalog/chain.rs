@@ -19,11 +19,11 @@ pub struct Backup {
     pub meta: BackupMeta,
 }
 
-/// Every backup of `layout`, sorted by (timestamp, level). Directory names that are not
-/// `<T0>` / `<L>_<T>` are skipped with a warning, as are backups whose metadata is not written
-/// (yet); metadata that cannot be read or parsed is an error naming its key.
-pub fn load(storage: &dyn Storage, layout: &Layout) -> Result<Vec<Backup>> {
-    let mut all = Vec::new();
+/// The ids of every backup directory under the metadata tree of `layout` (whether or not its
+/// metadata exists yet), in listing order. Names that are not `<T0>` / `<L>_<T>` are skipped
+/// with a warning.
+pub fn ids(storage: &dyn Storage, layout: &Layout) -> Result<Vec<BackupId>> {
+    let mut out = Vec::new();
     let root = layout.metadata_root();
     for chain in storage.list(&root)? {
         let Some(level_zero) = parse_digits::<i64>(&chain) else {
@@ -38,9 +38,20 @@ pub fn load(storage: &dyn Storage, layout: &Layout) -> Result<Vec<Backup>> {
             if id.level == 0 && id.timestamp != level_zero {
                 log::warn!("{root}/{chain}/{name}: a level 0 whose time differs from its chain's");
             }
-            if let Some(meta) = read_meta(storage, layout, &id)? {
-                all.push(Backup { id, meta });
-            }
+            out.push(id);
+        }
+    }
+    Ok(out)
+}
+
+/// Every backup of `layout`, sorted by (timestamp, level). Backups whose metadata is not
+/// written (yet) are skipped with a warning; metadata that cannot be read or parsed is an
+/// error naming its key.
+pub fn load(storage: &dyn Storage, layout: &Layout) -> Result<Vec<Backup>> {
+    let mut all = Vec::new();
+    for id in ids(storage, layout)? {
+        if let Some(meta) = read_meta(storage, layout, &id)? {
+            all.push(Backup { id, meta });
         }
     }
     all.sort_by_key(|b| (b.id.timestamp, b.id.level, b.id.level_zero));

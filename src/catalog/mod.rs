@@ -10,7 +10,7 @@ mod meta;
 mod policy;
 mod retention;
 
-pub use chain::{Backup, load, parent_of, restore_chain};
+pub use chain::{Backup, ids, load, parent_of, restore_chain};
 pub use date::{format_local, parse_date};
 pub use layout::{BackupId, ENGINE, Layout};
 pub use meta::{BackupMeta, BackupStats, FORMAT, SegmentMeta};
