@@ -119,7 +119,10 @@ pub fn run(storage: &dyn StorageWrite, opts: &BackupOptions) -> Result<BackupRep
     // Three threads, like `tar | zstd | age > file`: walk and tar; feed the compressor (whose
     // workers are more threads); encrypt, hash and store segments.
     let upload = storage.create(&layout.data_key(&id))?;
-    let sealed = crypt::stage(opts.encryption.as_ref(), Segmenter::new(upload, opts.segment_size))?;
+    // age writes 64 KiB chunks: gather them so the storage sees few, larger writes.
+    let segmenter =
+        io::BufWriter::with_capacity(1 << 20, Segmenter::new(upload, opts.segment_size));
+    let sealed = crypt::stage(opts.encryption.as_ref(), segmenter)?;
     let store = Pipe::new(sealed, 1 << 20, 8).map_err(enc_err)?;
     let enc = opts.compression.encoder(store, opts.threads).map_err(enc_err)?;
     let mut tar = TarWriter::new(Interruptible(Pipe::new(enc, 256 << 10, 8).map_err(enc_err)?));
@@ -131,6 +134,7 @@ pub fn run(storage: &dyn StorageWrite, opts: &BackupOptions) -> Result<BackupRep
             .and_then(|enc| enc.finish())
             .and_then(Pipe::finish)
             .and_then(|sealed| sealed.finish())
+            .and_then(|buffered| buffered.into_inner().map_err(|e| e.into_error()))
             .map_err(Error::from)?;
         Ok((report, segmenter))
     });

@@ -273,6 +273,15 @@ impl Upload for LimitedUpload {
         self.inner.put_segment(index, data)
     }
 
+    fn streams(&self) -> bool {
+        self.inner.streams()
+    }
+
+    fn put_part(&mut self, index: u64, data: &[u8]) -> Result<()> {
+        self.limit.take(data.len() as u64)?;
+        self.inner.put_part(index, data)
+    }
+
     fn commit(self: Box<Self>) -> Result<()> {
         self.inner.commit()
     }

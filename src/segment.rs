@@ -1,7 +1,7 @@
 //! Segment stage of the backup stream: tar → compress → encrypt → **segment** → storage.
 //!
 //! [`Segmenter`] cuts the stream into segments of a fixed size and hands each to the storage's
-//! [`Upload`] as it fills, hashing every segment and the whole stream with sha256 for the
+//! [`Upload`] as it fills (or, to an upload that streams, piece by piece as it arrives), hashing every segment and the whole stream with sha256 for the
 //! backup's metadata. On restore, [`VerifyingReader`] hashes the stored stream as it is read
 //! and fails at its end if it is not what was stored.
 //!
@@ -47,12 +47,17 @@ pub struct Segmenter {
     stream_hash: Sha256,
     size: u64,
     segments: Vec<SegmentInfo>,
+    /// The upload takes parts as they come: no buffer, the open segment hashed as it passes.
+    streaming: bool,
+    part_hash: Sha256,
+    part_len: usize,
 }
 
 impl Segmenter {
     /// Cut what is written into segments of `segment_size` bytes (at least 1).
     pub fn new(upload: Box<dyn Upload>, segment_size: usize) -> Segmenter {
         let segment_size = segment_size.max(1);
+        let upload_streams = upload.streams();
         Segmenter {
             upload,
             segment_size,
@@ -61,12 +66,54 @@ impl Segmenter {
             stream_hash: Sha256::new(),
             size: 0,
             segments: Vec::new(),
+            streaming: upload_streams,
+            part_hash: Sha256::new(),
+            part_len: 0,
         }
+    }
+
+    /// Streaming: close the open segment.
+    fn end_part(&mut self) {
+        self.segments.push(SegmentInfo {
+            size: self.part_len as u64,
+            sha256: hex::encode(self.part_hash.finalize_reset()),
+        });
+        self.part_len = 0;
+    }
+
+    /// Streaming: pass `data` on as part of the open segment, opening the next when full.
+    fn write_part(&mut self, data: &[u8]) -> io::Result<usize> {
+        if self.part_len >= self.segment_size {
+            self.end_part();
+        }
+        let n = data.len().min(self.segment_size - self.part_len);
+        let index = self.segments.len() as u64;
+        self.upload.put_part(index, &data[..n])?;
+        self.part_hash.update(&data[..n]);
+        self.stream_hash.update(&data[..n]);
+        self.part_len += n;
+        self.size += n as u64;
+        Ok(n)
     }
 
     /// Store the last segment and return the report with the upload, which the caller commits
     /// once the rest of the backup is written. If storing fails, the upload is aborted.
     pub fn finish(mut self) -> Result<(StreamReport, Box<dyn Upload>)> {
+        if self.streaming {
+            if self.size == 0 {
+                // An empty stream is still one (empty) segment.
+                self.upload.put_part(0, &[])?;
+            }
+            if self.part_len > 0 || self.segments.is_empty() {
+                self.end_part();
+            }
+            let report = StreamReport {
+                size: self.size,
+                sha256: hex::encode(self.stream_hash.finalize()),
+                segments: self.segments,
+            };
+            return Ok((report, self.upload));
+        }
         let last_due = !self.buf.is_empty() || self.segments.is_empty();
         if last_due && let Err(e) = self.put() {
             if let Err(abort) = self.upload.abort() {
@@ -104,6 +151,9 @@ impl Write for Segmenter {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         if data.is_empty() {
             return Ok(0);
+        }
+        if self.streaming {
+            return self.write_part(data);
         }
         // Store a full segment before taking more, so an error consumes nothing of `data`.
         if self.buf.len() >= self.segment_size {

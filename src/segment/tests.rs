@@ -201,3 +201,53 @@ proptest! {
         check(&data(len), segment_size, &writes);
     }
 }
+
+/// An upload that takes parts, as local files do.
+struct StreamingFake(Arc<Mutex<Seen>>);
+
+impl Upload for StreamingFake {
+    fn put_segment(&mut self, _: u64, _: &[u8]) -> Result<()> {
+        panic!("a streaming upload gets parts");
+    }
+    fn streams(&self) -> bool {
+        true
+    }
+    fn put_part(&mut self, index: u64, data: &[u8]) -> Result<()> {
+        let mut seen = self.0.lock().unwrap();
+        let n = seen.segments.len() as u64;
+        if index == n {
+            seen.segments.push(Vec::new());
+        } else {
+            assert_eq!(index + 1, n, "parts out of order");
+        }
+        seen.segments.last_mut().unwrap().extend_from_slice(data);
+        Ok(())
+    }
+    fn commit(self: Box<Self>) -> Result<()> {
+        Ok(())
+    }
+    fn abort(self: Box<Self>) -> Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn streaming_uploads_get_the_same_segments_and_hashes() {
+    for (len, seg, w) in
+        [(0usize, 10usize, 3usize), (1, 10, 1), (100, 10, 7), (101, 10, 10), (5000, 64, 100)]
+    {
+        let input = data(len);
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let mut s = Segmenter::new(Box::new(StreamingFake(seen.clone())), seg);
+        for piece in input.chunks(w) {
+            s.write_all(piece).unwrap();
+        }
+        let (report, _) = s.finish().unwrap();
+        let (buffered, bseen) = fake();
+        let mut b = Segmenter::new(buffered, seg);
+        b.write_all(&input).unwrap();
+        let (breport, _) = b.finish().unwrap();
+        assert_eq!(report, breport, "len {len} seg {seg}");
+        assert_eq!(seen.lock().unwrap().segments, bseen.lock().unwrap().segments);
+    }
+}

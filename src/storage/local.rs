@@ -312,6 +312,28 @@ impl Upload for LocalUpload {
         Ok(())
     }
 
+    fn streams(&self) -> bool {
+        true
+    }
+
+    fn put_part(&mut self, index: u64, data: &[u8]) -> Result<()> {
+        // Parts of the segment begun last (`next - 1`), or the first part of the next one.
+        if index != self.next && index + 1 != self.next {
+            return Err(Error::storage(format!(
+                "segment {index} of {} arrived out of order (expected {}; this is a bug in freezer)",
+                self.path.display(),
+                self.next
+            )));
+        }
+        let file = self.file.as_mut().ok_or_else(|| {
+            Error::storage(format!("upload of {} is already finished", self.path.display()))
+        })?;
+        file.write_all(data)
+            .map_err(|e| Error::io(format!("cannot write {}", self.temp.display()), e))?;
+        self.next = index + 1;
+        Ok(())
+    }
+
     fn commit(mut self: Box<Self>) -> Result<()> {
         let file = self.file.take().ok_or_else(|| {
             Error::storage(format!("upload of {} is already finished", self.path.display()))

@@ -68,6 +68,20 @@ pub trait Upload: Send {
     /// Store segment `index`. The pipeline reuses `data` after this returns.
     fn put_segment(&mut self, index: u64, data: &[u8]) -> Result<()>;
 
+    /// Whether segments may arrive piece by piece ([`Upload::put_part`]) instead of whole. A
+    /// file can take them so, which keeps the data in the CPU cache on its way and memory at a
+    /// few chunks; an object store needs whole segments.
+    fn streams(&self) -> bool {
+        false
+    }
+
+    /// Append `data` to segment `index` (only when [`Upload::streams`]): parts of a segment
+    /// arrive in order, and segments in order.
+    fn put_part(&mut self, index: u64, data: &[u8]) -> Result<()> {
+        let _ = (index, data);
+        Err(crate::Error::storage("this storage takes whole segments only (a bug in freezer)"))
+    }
+
     /// Make the object visible under its key, durably (fsync, manifest, complete upload).
     fn commit(self: Box<Self>) -> Result<()>;
 

@@ -7,6 +7,7 @@ mod cli;
 mod crypt;
 mod gnu;
 mod hostile;
+mod ops;
 mod property;
 mod prune;
 mod roundtrip;
