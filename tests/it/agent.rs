@@ -36,6 +36,39 @@ fn fixtures() -> &'static PathBuf {
     })
 }
 
+/// The real freezer-agent restores `ourhost_<name>` from local container `c` into `dest`.
+fn agent_restore(
+    c: &std::path::Path,
+    name: &str,
+    dest: &std::path::Path,
+    extra: &[&std::ffi::OsStr],
+) {
+    let out = Command::new(agent())
+        .args([
+            "--action",
+            "restore",
+            "--backup-name",
+            name,
+            "--hostname",
+            "ourhost",
+            "--storage",
+            "local",
+        ])
+        .arg("--container")
+        .arg(c)
+        .arg("--restore-abs-path")
+        .arg(dest)
+        .args(extra)
+        .output()
+        .expect("run scripts/agent");
+    assert!(
+        out.status.success(),
+        "freezer-agent restore failed\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn treegen_manifest(dir: &std::path::Path) -> String {
     sh(&format!(
         "python3 '{}' manifest '{}'",
@@ -113,29 +146,7 @@ fn agent_restores_a_gzip_chain_written_by_freezer() {
         tick();
     }
     let dest = t.path().join("agent-restore");
-    let out = Command::new(agent())
-        .args([
-            "--action",
-            "restore",
-            "--backup-name",
-            "ours",
-            "--hostname",
-            "ourhost",
-            "--storage",
-            "local",
-        ])
-        .arg("--container")
-        .arg(&c)
-        .arg("--restore-abs-path")
-        .arg(&dest)
-        .output()
-        .expect("run scripts/agent");
-    assert!(
-        out.status.success(),
-        "freezer-agent restore failed\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    agent_restore(&c, "ours", &dest, &[]);
     assert_eq!(manifest(&dest, true), manifest(&src, true));
 }
 
@@ -234,30 +245,6 @@ fn agent_restores_an_openssl_chain_written_by_freezer() {
         tick();
     }
     let dest = t.path().join("agent-restore");
-    let out = Command::new(agent())
-        .args([
-            "--action",
-            "restore",
-            "--backup-name",
-            "enc",
-            "--hostname",
-            "ourhost",
-            "--storage",
-            "local",
-        ])
-        .arg("--container")
-        .arg(&c)
-        .arg("--restore-abs-path")
-        .arg(&dest)
-        .arg("--encrypt-pass-file")
-        .arg(&pf)
-        .output()
-        .expect("run scripts/agent");
-    assert!(
-        out.status.success(),
-        "freezer-agent restore failed\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    agent_restore(&c, "enc", &dest, &[std::ffi::OsStr::new("--encrypt-pass-file"), pf.as_os_str()]);
     assert_eq!(manifest(&dest, true), manifest(&src, true));
 }
