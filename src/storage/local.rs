@@ -294,31 +294,10 @@ struct LocalUpload {
     next: u64,
 }
 
-impl Upload for LocalUpload {
-    fn put_segment(&mut self, index: u64, data: &[u8]) -> Result<()> {
-        if index != self.next {
-            return Err(Error::storage(format!(
-                "segment {index} of {} arrived out of order (expected {}; this is a bug in freezer)",
-                self.path.display(),
-                self.next
-            )));
-        }
-        let file = self.file.as_mut().ok_or_else(|| {
-            Error::storage(format!("upload of {} is already finished", self.path.display()))
-        })?;
-        file.write_all(data)
-            .map_err(|e| Error::io(format!("cannot write {}", self.temp.display()), e))?;
-        self.next += 1;
-        Ok(())
-    }
-
-    fn streams(&self) -> bool {
-        true
-    }
-
-    fn put_part(&mut self, index: u64, data: &[u8]) -> Result<()> {
-        // Parts of the segment begun last (`next - 1`), or the first part of the next one.
-        if index != self.next && index + 1 != self.next {
+impl LocalUpload {
+    /// Append to the temporary file; `index` must be `next`, or `next - 1` when `part_of_open`.
+    fn append(&mut self, index: u64, data: &[u8], part_of_open: bool) -> Result<()> {
+        if index != self.next && !(part_of_open && index + 1 == self.next) {
             return Err(Error::storage(format!(
                 "segment {index} of {} arrived out of order (expected {}; this is a bug in freezer)",
                 self.path.display(),
@@ -332,6 +311,21 @@ impl Upload for LocalUpload {
             .map_err(|e| Error::io(format!("cannot write {}", self.temp.display()), e))?;
         self.next = index + 1;
         Ok(())
+    }
+}
+
+impl Upload for LocalUpload {
+    fn put_segment(&mut self, index: u64, data: &[u8]) -> Result<()> {
+        self.append(index, data, false)
+    }
+
+    fn streams(&self) -> bool {
+        true
+    }
+
+    /// Parts of the segment begun last, or the first part of the next one.
+    fn put_part(&mut self, index: u64, data: &[u8]) -> Result<()> {
+        self.append(index, data, true)
     }
 
     fn commit(mut self: Box<Self>) -> Result<()> {
