@@ -21,7 +21,7 @@ use crate::interrupt::Interruptible;
 use crate::pipe::Pipe;
 use crate::progress::{self, Phase};
 use crate::segment::{Segmenter, StreamReport};
-use crate::storage::StorageWrite;
+use crate::storage::{SharedUpload, StorageWrite, get_required};
 use crate::tar::TarWriter;
 
 /// Everything one backup needs to know.
@@ -72,6 +72,7 @@ pub fn run(storage: &dyn StorageWrite, opts: &BackupOptions) -> Result<BackupRep
     let start = now_timespec();
     let now = opts.now.unwrap_or(start.sec);
     let layout = Layout::new(&opts.hostname, &opts.backup_name);
+    check_limits(storage, opts.segment_size as u64)?;
     let all = catalog::load(storage, &layout)?;
     let mut next = catalog::next_backup(&all, &opts.policy, now);
     let old = match next.parent {
@@ -116,17 +117,92 @@ pub fn run(storage: &dyn StorageWrite, opts: &BackupOptions) -> Result<BackupRep
         return Ok(finish_report(id, parent, layout, plan, report, stored, started, true));
     }
 
+    let upload = SharedUpload::new(storage.create(&layout.data_key(&id))?);
+    let stored = store(&plan, opts, upload.clone()).and_then(|(report, stream)| {
+        let snapshot = plan.snapshot(start, &report.dropped).encode();
+        let stored_snapshot = match &opts.encryption {
+            // The snapshot lists every file name: the age format hides it too. freezer-agent's
+            // openssl format leaves it plain, as the agent does, so the agent can continue a
+            // chain.
+            Some(e) if e.format == Format::Age => {
+                save_state(opts, storage, &layout, &id, &snapshot);
+                crypt::encrypt_bytes(Format::Age, &e.key, &snapshot)?
+            }
+            _ => snapshot.clone(),
+        };
+        storage.put(&layout.engine_metadata_key(&id), &stored_snapshot)?;
+        Ok((report, stream, stored_snapshot))
+    });
+    let (report, stream, stored_snapshot) = match stored {
+        Ok(x) => x,
+        Err(e) => {
+            discard(storage, &layout, &id, &upload);
+            return Err(e.context(format!("backup of {} failed", opts.path.display())));
+        }
+    };
+    let meta = metadata(
+        opts,
+        storage.kind(),
+        &id,
+        parent,
+        &stream,
+        &stored_snapshot,
+        &plan.stats,
+        &report,
+        started,
+    );
+    storage.put(&layout.metadata_key(&id), meta.to_json()?.as_bytes())?;
+    Ok(finish_report(id, parent, layout, plan, report, stream.size, started, false))
+}
+
+/// Refuse a segment size the storage cannot hold before anything is read or written.
+fn check_limits(storage: &dyn StorageWrite, segment_size: u64) -> Result<()> {
+    let limits = storage.limits()?;
+    let where_ = storage.describe();
+    if let Some(max) = limits.max_segment_size.filter(|&max| segment_size > max) {
+        return Err(Error::usage(format!(
+            "--max-segment-size {segment_size} is larger than the largest object {where_} \
+             accepts ({max} bytes); give --max-segment-size {max} or less"
+        )));
+    }
+    if let Some(min) = limits.min_segment_size.filter(|&min| segment_size < min) {
+        return Err(Error::usage(format!(
+            "--max-segment-size {segment_size} is smaller than the smallest segment {where_} \
+             accepts ({min} bytes); give --max-segment-size {min} or more"
+        )));
+    }
+    Ok(())
+}
+
+/// A failed backup leaves nothing: abort the data upload (Swift: delete its segments) and
+/// remove a snapshot object that may have been stored. Failures here are only logged: the
+/// backup's own error is what the user must see, and data without metadata is invisible
+/// and removed by `prune --orphans`.
+fn discard(storage: &dyn StorageWrite, layout: &Layout, id: &BackupId, upload: &SharedUpload) {
+    if let Err(e) = upload.abort_if_open() {
+        log::warn!("could not remove the failed backup's data: {e}");
+    }
+    if let Err(e) = storage.delete(&layout.data_dir(id)) {
+        log::warn!("could not remove {}: {e}", layout.data_dir(id));
+    }
+}
+
+/// Stream the scanned tree through the pipeline into `upload` and commit it.
+fn store(
+    plan: &scan::Plan,
+    opts: &BackupOptions,
+    upload: SharedUpload,
+) -> Result<(dump::DumpReport, StreamReport)> {
     // Three threads, like `tar | zstd | age > file`: walk and tar; feed the compressor (whose
-    // workers are more threads); encrypt, hash and store segments.
-    let upload = storage.create(&layout.data_key(&id))?;
-    // age writes 64 KiB chunks: gather them so the storage sees few, larger writes.
+    // workers are more threads); encrypt, hash and store segments. age writes 64 KiB chunks:
+    // gather them so the storage sees few, larger writes.
     let segmenter =
-        io::BufWriter::with_capacity(1 << 20, Segmenter::new(upload, opts.segment_size));
+        io::BufWriter::with_capacity(1 << 20, Segmenter::new(Box::new(upload), opts.segment_size));
     let sealed = crypt::stage(opts.encryption.as_ref(), segmenter)?;
     let store = Pipe::new(sealed, 1 << 20, 8).map_err(enc_err)?;
     let enc = opts.compression.encoder(store, opts.threads).map_err(enc_err)?;
     let mut tar = TarWriter::new(Interruptible(Pipe::new(enc, 256 << 10, 8).map_err(enc_err)?));
-    let dumped = dump::dump(&plan, &mut tar, &opts.dump);
+    let dumped = dump::dump(plan, &mut tar, &opts.dump);
     let written = dumped.and_then(|report| {
         let segmenter = tar
             .finish()
@@ -138,36 +214,17 @@ pub fn run(storage: &dyn StorageWrite, opts: &BackupOptions) -> Result<BackupRep
             .map_err(Error::from)?;
         Ok((report, segmenter))
     });
-    let (report, segmenter) = match written {
-        Ok(x) => x,
-        Err(e) => {
-            // The upload is dropped with the pipeline; its temporary data goes with it.
-            return Err(e.context(format!("backup of {} failed", opts.path.display())));
-        }
-    };
+    // On failure the pipeline, dropped here, has stopped all its threads; the caller aborts.
+    let (report, segmenter) = written?;
     let (stream, upload) = segmenter.finish()?;
     upload.commit()?;
-
-    let snapshot = plan.snapshot(start, &report.dropped).encode();
-    let stored_snapshot = match &opts.encryption {
-        // The snapshot lists every file name: the age format hides it too. freezer-agent's
-        // openssl format leaves it plain, as the agent does, so the agent can continue a chain.
-        Some(e) if e.format == Format::Age => {
-            save_state(opts, storage, &layout, &id, &snapshot);
-            crypt::encrypt_bytes(Format::Age, &e.key, &snapshot)?
-        }
-        _ => snapshot.clone(),
-    };
-    storage.put(&layout.engine_metadata_key(&id), &stored_snapshot)?;
-    let meta =
-        metadata(opts, &id, parent, &stream, &stored_snapshot, &plan.stats, &report, started);
-    storage.put(&layout.metadata_key(&id), meta.to_json()?.as_bytes())?;
-    Ok(finish_report(id, parent, layout, plan, report, stream.size, started, false))
+    Ok((report, stream))
 }
 
 #[allow(clippy::too_many_arguments)]
 fn metadata(
     opts: &BackupOptions,
+    storage_kind: &str,
     id: &BackupId,
     parent: Option<&Backup>,
     stream: &StreamReport,
@@ -209,6 +266,7 @@ fn metadata(
             ..Default::default()
         }),
         encryption_format: opts.encryption.as_ref().map(|e| e.format.name().to_string()),
+        storage: Some(storage_kind.to_string()),
         ..BackupMeta::new(opts.compression.name(), opts.encryption.is_some())
     }
 }
@@ -250,7 +308,8 @@ fn parent_snapshot(
     opts: &BackupOptions,
 ) -> Result<Option<Snapshot>> {
     let key = layout.engine_metadata_key(&p.id);
-    let raw = storage.get(&key)?;
+    let raw = get_required(storage, &key)
+        .map_err(|e| e.context("the parent backup cannot be extended"))?;
     let age = p.meta.encryption && p.meta.encryption_format.as_deref() == Some(Format::Age.name());
     let plain = if !age {
         raw

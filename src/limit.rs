@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::interrupt;
-use crate::storage::{Storage, StorageWrite, Upload};
+use crate::storage::{Limits, SegmentRef, Storage, StorageWrite, Upload};
 
 /// Smallest burst: below this, per-call overhead would dominate small rates.
 const MIN_BURST: u64 = 64 << 10;
@@ -218,16 +218,40 @@ impl<S: Storage> Storage for Limited<S> {
         self.inner.list(prefix)
     }
 
+    fn kind(&self) -> &'static str {
+        self.inner.kind()
+    }
+
     fn exists(&self, key: &str) -> Result<bool> {
         self.inner.exists(key)
     }
 
-    fn get(&self, key: &str) -> Result<Vec<u8>> {
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
         let data = self.inner.get(key)?;
+        if let (Some(limit), Some(data)) = (&self.download, &data) {
+            limit.take(data.len() as u64)?;
+        }
+        Ok(data)
+    }
+
+    fn read_segment(&self, key: &str, segment: &SegmentRef) -> Result<Vec<u8>> {
+        let data = self.inner.read_segment(key, segment)?;
         if let Some(limit) = &self.download {
             limit.take(data.len() as u64)?;
         }
         Ok(data)
+    }
+
+    fn size(&self, key: &str) -> Result<Option<u64>> {
+        self.inner.size(key)
+    }
+
+    fn parallel_reads(&self) -> usize {
+        self.inner.parallel_reads()
+    }
+
+    fn limits(&self) -> Result<Limits> {
+        self.inner.limits()
     }
 
     fn open(&self, key: &str) -> Result<Box<dyn Read + Send>> {
@@ -258,6 +282,13 @@ impl<S: StorageWrite> StorageWrite for Limited<S> {
     fn delete(&self, key: &str) -> Result<()> {
         self.inner.delete(key)
     }
+
+    fn create_new(&self, key: &str, data: &[u8]) -> Result<bool> {
+        if let Some(limit) = &self.upload {
+            limit.take(data.len() as u64)?;
+        }
+        self.inner.create_new(key, data)
+    }
 }
 
 /// Each segment is paid for before it is stored: a segment is one call, so the rate holds on
@@ -268,7 +299,7 @@ struct LimitedUpload {
 }
 
 impl Upload for LimitedUpload {
-    fn put_segment(&mut self, index: u64, data: &[u8]) -> Result<()> {
+    fn put_segment(&mut self, index: u64, data: Vec<u8>) -> Result<Vec<u8>> {
         self.limit.take(data.len() as u64)?;
         self.inner.put_segment(index, data)
     }

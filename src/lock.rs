@@ -9,9 +9,8 @@
 //! (which assumes the hosts' clocks agree to well within `stale_after`).
 //!
 //! Races, kept small rather than impossible:
-//! - Creating: [`StorageWrite::create_new`] is atomic on local storage (a hard link); on a
-//!   storage without an atomic form there is a window between its check and its write, so the
-//!   object is read back to see who won.
+//! - Creating: [`StorageWrite::create_new`] is atomic (a hard link locally, `If-None-Match: *`
+//!   on Swift); the object is still read back to see who won, for storages where it is not.
 //! - Taking over a stale lock: the holder is read again just before deleting it, then the
 //!   lock is created anew; another taker acting in those few milliseconds can delete the lock
 //!   just created. Both would then have to have found the same holder stale at the same moment.
@@ -254,9 +253,8 @@ fn refresh_loop(
 
 /// The holder of `key`, `None` if there is no lock.
 fn read_holder(storage: &dyn StorageWrite, key: &str) -> Result<Option<Holder>> {
-    let bytes = match storage.get(key) {
-        Ok(bytes) => bytes,
-        Err(e) => return if storage.exists(key)? { Err(e) } else { Ok(None) },
+    let Some(bytes) = storage.get(key)? else {
+        return Ok(None);
     };
     serde_json::from_slice(&bytes).map(Some).map_err(|e| {
         Error::storage(format!(

@@ -14,7 +14,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::extract::{Meta, Special, Target};
 use crate::incremental::dumpdir::Dumpdir;
 use crate::progress::{self, Counting, Phase};
-use crate::segment::VerifyingReader;
+use crate::segment::{Fetcher, VerifiedReader, VerifyingReader};
 use crate::storage::Storage;
 
 /// What to restore, and where.
@@ -73,7 +73,7 @@ pub fn run(storage: &dyn Storage, opts: &RestoreOptions) -> Result<RestoreReport
     // A wrong key must fail before anything in the target is written or deleted.
     for b in &chain {
         if b.meta.encryption {
-            drop(open_level(storage, &layout, b, opts)?);
+            with_level(storage, &layout, b, opts, |_| Ok(()))?;
         }
     }
     let mut report = RestoreReport {
@@ -85,15 +85,11 @@ pub fn run(storage: &dyn Storage, opts: &RestoreOptions) -> Result<RestoreReport
     };
     if opts.dry_run {
         for b in &chain {
-            let mut level = open_level(storage, &layout, b, opts)?;
-            let mut archive = tar::Archive::new(&mut level);
-            archive.set_ignore_zeros(true);
-            for entry in archive.entries().map_err(|e| damaged(&layout, b, e))? {
-                let entry = entry.map_err(|e| damaged(&layout, b, e))?;
-                report.members += 1;
-                report.bytes += entry.size();
-            }
-            io::copy(&mut level, &mut io::sink()).map_err(|e| damaged(&layout, b, e))?;
+            let (members, bytes) = with_level(storage, &layout, b, opts, |level| {
+                walk(level).map_err(|e| damaged(&layout, b, e))
+            })?;
+            report.members += members;
+            report.bytes += bytes;
         }
         report.seconds = started.elapsed().as_secs_f64();
         return Ok(report);
@@ -112,9 +108,9 @@ pub fn run(storage: &dyn Storage, opts: &RestoreOptions) -> Result<RestoreReport
     progress::set_phase(Phase::Restoring);
     progress::set_total(chain.iter().filter_map(|b| b.meta.data_size).sum());
     for b in &chain {
-        let level = open_level(storage, &layout, b, opts)?;
-        let (members, bytes) = replay(level, &mut target)
-            .map_err(|e| e.context(format!("restore of {} failed", describe(&layout, b))))?;
+        let (members, bytes) =
+            with_level(storage, &layout, b, opts, |level| replay(level, &mut target))
+                .map_err(|e| e.context(format!("restore of {} failed", describe(&layout, b))))?;
         report.members += members;
         report.bytes += bytes;
     }
@@ -189,32 +185,71 @@ fn tar_checksum_ok(h: &[u8]) -> bool {
     sum == want
 }
 
-/// The decompressed tar stream of one level, verified against its recorded size and hash.
-fn open_level<'a>(
-    storage: &'a dyn Storage,
+/// Run `f` on the decompressed tar stream of one level. Segments recorded at backup time are
+/// read ahead on threads of a scope and each checked before use; a backup that recorded none
+/// (freezer-agent's) is streamed as one object and checked against a recorded hash at its end,
+/// if any.
+fn with_level<T>(
+    storage: &dyn Storage,
     layout: &Layout,
     b: &Backup,
     opts: &RestoreOptions,
-) -> Result<Box<dyn Read + Send + 'a>> {
-    let raw = Counting(storage.open(&layout.data_key(&b.id))?);
-    let expected = match (b.meta.data_size, &b.meta.data_sha256) {
-        (Some(size), Some(sha)) => Some((size, sha.clone())),
-        _ => None,
-    };
-    let verified = VerifyingReader::new(raw, expected, describe(layout, b));
+    f: impl FnOnce(Box<dyn Read + Send + '_>) -> Result<T>,
+) -> Result<T> {
+    let key = layout.data_key(&b.id);
     let codec = Compression::parse(&b.meta.compression)?;
-    let plain: Box<dyn Read + Send + 'a> = match (&opts.key, b.meta.encryption) {
-        (Some(key), true) => crypt::decryptor(
-            encryption_format(b)?,
-            key,
-            verified,
-            opts.openssl_md,
-            &plausible(codec),
-        )
-        .map_err(|e| e.context(describe(layout, b)))?,
-        _ => Box::new(verified),
-    };
-    codec.decoder(plain).map_err(|e| damaged(layout, b, e))
+    std::thread::scope(|scope| {
+        let raw: Box<dyn Read + Send> = match &b.meta.segments {
+            Some(segments) => {
+                let recorded: u64 = segments.iter().map(|s| s.size).sum();
+                if b.meta.data_size.is_some_and(|size| size != recorded) {
+                    return Err(Error::corrupt(format!(
+                        "the metadata of {} is inconsistent: its segments add up to {recorded} \
+                         bytes, its data_size says {}",
+                        describe(layout, b),
+                        b.meta.data_size.unwrap_or_default()
+                    )));
+                }
+                let ahead = storage.parallel_reads();
+                let fetcher = Fetcher::start(scope, storage, &key, segments, ahead);
+                Box::new(Counting(VerifiedReader::new(fetcher, describe(layout, b))))
+            }
+            None => {
+                let expected = match (b.meta.data_size, &b.meta.data_sha256) {
+                    (Some(size), Some(sha)) => Some((size, sha.clone())),
+                    _ => None,
+                };
+                let raw = Counting(storage.open(&key)?);
+                Box::new(VerifyingReader::new(raw, expected, describe(layout, b)))
+            }
+        };
+        let plain: Box<dyn Read + Send> = match (&opts.key, b.meta.encryption) {
+            (Some(key), true) => crypt::decryptor(
+                encryption_format(b)?,
+                key,
+                raw,
+                opts.openssl_md,
+                &plausible(codec),
+            )
+            .map_err(|e| e.context(describe(layout, b)))?,
+            _ => raw,
+        };
+        f(codec.decoder(plain).map_err(|e| damaged(layout, b, e))?)
+    })
+}
+
+/// Read one level's archive to its end without writing: (members, bytes of file data).
+fn walk(mut level: Box<dyn Read + Send + '_>) -> io::Result<(u64, u64)> {
+    let (mut members, mut bytes) = (0, 0);
+    let mut archive = tar::Archive::new(&mut level);
+    archive.set_ignore_zeros(true);
+    for entry in archive.entries()? {
+        let entry = entry?;
+        members += 1;
+        bytes += entry.size();
+    }
+    io::copy(&mut level, &mut io::sink())?;
+    Ok((members, bytes))
 }
 
 /// Apply one level's archive; returns (members, bytes of file data).

@@ -16,8 +16,11 @@ use sha2::{Digest, Sha256};
 use crate::error::{Error, Result};
 use crate::storage::Upload;
 
+mod fetch;
 #[cfg(test)]
 mod tests;
+
+pub(crate) use fetch::{Fetcher, VerifiedReader};
 
 /// One stored segment.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -129,20 +132,18 @@ impl Segmenter {
         Ok((report, self.upload))
     }
 
-    /// Discard what was stored; for a backup that failed before [`Segmenter::finish`].
-    pub fn abort(self) -> Result<()> {
-        self.upload.abort()
-    }
-
-    /// Store `buf` as the next segment. On failure `buf` is kept, so nothing is lost.
+    /// Hand `buf` to the upload as the next segment, and fill the buffer it hands back next.
     fn put(&mut self) -> Result<()> {
         let index = self.segments.len() as u64;
-        self.upload.put_segment(index, &self.buf)?;
-        self.segments.push(SegmentInfo {
+        let info = SegmentInfo {
             size: self.buf.len() as u64,
             sha256: hex::encode(Sha256::digest(&self.buf)),
-        });
-        self.buf.clear();
+        };
+        let full = std::mem::take(&mut self.buf);
+        let mut next = self.upload.put_segment(index, full)?;
+        next.clear();
+        self.buf = next;
+        self.segments.push(info);
         Ok(())
     }
 }

@@ -22,7 +22,8 @@ mod stream;
 #[cfg(test)]
 mod tests;
 
-use stream::{Checker, Shared};
+use crate::segment::Fetcher;
+use stream::{Checker, Shared, Source};
 
 /// Turns a backup's stored (encrypted) stream into its plaintext, given the backup's metadata
 /// (which names the encryption format).
@@ -166,14 +167,12 @@ fn load(storage: &dyn Storage, layout: &Layout) -> Result<Vec<Entry>> {
     for id in catalog::ids(storage, layout)? {
         let key = layout.metadata_key(&id);
         let meta = match storage.get(&key) {
-            Ok(bytes) => BackupMeta::from_json(&bytes, &key).map_err(|e| e.to_string()),
-            Err(e) => match storage.exists(&key) {
-                Ok(false) => {
-                    log::warn!("skipping {key}: it has no metadata (unfinished or failed backup)");
-                    continue;
-                }
-                _ => Err(format!("its metadata cannot be read: {e}")),
-            },
+            Ok(Some(bytes)) => BackupMeta::from_json(&bytes, &key).map_err(|e| e.to_string()),
+            Ok(None) => {
+                log::warn!("skipping {key}: it has no metadata (unfinished or failed backup)");
+                continue;
+            }
+            Err(e) => Err(format!("its metadata cannot be read: {e}")),
         };
         found.push(Entry { id, meta });
     }
@@ -305,15 +304,13 @@ fn check_engine_metadata(
     use sha2::Digest;
     let key = layout.engine_metadata_key(&id);
     let bytes = match storage.get(&key) {
-        Ok(bytes) => bytes,
-        Err(e) => {
-            return Some(match storage.exists(&key) {
-                Ok(false) => {
-                    format!("engine_metadata is missing ({key}): no incremental can be taken on it")
-                }
-                _ => format!("engine_metadata cannot be read: {e}"),
-            });
+        Ok(Some(bytes)) => bytes,
+        Ok(None) => {
+            return Some(format!(
+                "engine_metadata is missing ({key}): no incremental can be taken on it"
+            ));
         }
+        Err(e) => return Some(format!("engine_metadata cannot be read: {e}")),
     };
     if let Some(expected) = &meta.engine_metadata_sha256 {
         let got = hex::encode(sha2::Sha256::digest(&bytes));
@@ -340,31 +337,47 @@ fn check_data(
 ) -> Result<()> {
     let who = describe(layout, &id);
     let key = layout.data_key(&id);
-    let raw = match storage.open(&key) {
-        Ok(raw) => raw,
+    let stored_size = match storage.size(&key) {
+        Ok(Some(size)) => size,
+        Ok(None) => {
+            problems.push(format!("data is missing ({key})"));
+            return Ok(());
+        }
         Err(e) => {
-            problems.push(match storage.exists(&key) {
-                Ok(false) => format!("data is missing ({key})"),
-                _ => format!("data cannot be opened: {e}"),
-            });
+            problems.push(format!("data cannot be opened: {e}"));
             return Ok(());
         }
     };
-    let shared = Shared::new(Checker::new(raw, meta));
-    let content = read_content(meta, shared.clone(), decrypt, &who);
-    crate::interrupt::check()?;
-    let mut checker = shared.lock();
-    checker.drain();
-    crate::interrupt::check()?;
-    check.bytes = checker.total();
-    match content {
-        Content::Read(members) => check.members = Some(members),
-        Content::Damaged(problem) if !checker.failed() => problems.push(problem),
-        Content::Damaged(_) => {} // Only the storage failure echoed; reported below.
-        Content::Skipped(note) => check.notes.push(note),
-    }
-    problems.extend(checker.problems(meta));
-    Ok(())
+    std::thread::scope(|scope| {
+        let source = match &meta.segments {
+            Some(segments) => {
+                let ahead = storage.parallel_reads();
+                Source::Segments(Fetcher::start(scope, storage, &key, segments, ahead))
+            }
+            None => match storage.open(&key) {
+                Ok(raw) => Source::Whole(raw),
+                Err(e) => {
+                    problems.push(format!("data cannot be opened: {e}"));
+                    return Ok(());
+                }
+            },
+        };
+        let shared = Shared::new(Checker::new(source, meta, Some(stored_size)));
+        let content = read_content(meta, shared.clone(), decrypt, &who);
+        crate::interrupt::check()?;
+        let mut checker = shared.lock();
+        checker.drain();
+        crate::interrupt::check()?;
+        check.bytes = checker.total();
+        match content {
+            Content::Read(members) => check.members = Some(members),
+            Content::Damaged(problem) if !checker.failed() => problems.push(problem),
+            Content::Damaged(_) => {} // Only the storage failure echoed; reported below.
+            Content::Skipped(note) => check.notes.push(note),
+        }
+        problems.extend(checker.problems(meta));
+        Ok(())
+    })
 }
 
 /// What reading the content found.

@@ -61,16 +61,10 @@ pub fn load(storage: &dyn Storage, layout: &Layout) -> Result<Vec<Backup>> {
 /// The metadata of `id`, or `None` when it is missing (a backup being written or that failed).
 fn read_meta(storage: &dyn Storage, layout: &Layout, id: &BackupId) -> Result<Option<BackupMeta>> {
     let key = layout.metadata_key(id);
-    let bytes = match storage.get(&key) {
-        Ok(bytes) => bytes,
-        // Only an absent object is skipped; any other failure must not hide a backup.
-        Err(e) => {
-            if storage.exists(&key)? {
-                return Err(e);
-            }
-            log::warn!("skipping {}: it has no metadata (unfinished or failed backup)", key);
-            return Ok(None);
-        }
+    // Only an absent object is skipped; any other failure must not hide a backup.
+    let Some(bytes) = storage.get(&key)? else {
+        log::warn!("skipping {}: it has no metadata (unfinished or failed backup)", key);
+        return Ok(None);
     };
     let meta = BackupMeta::from_json(&bytes, &key)?;
     if meta.level.is_some_and(|l| l != id.level)

@@ -27,6 +27,9 @@ pub struct BackupMeta {
     /// Ours: how: `age` or `openssl-aes-256-cfb`; absent means the agent's openssl format.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encryption_format: Option<String>,
+    /// Ours: the kind of storage it was written to (`local`, `swift`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<String>,
 
     /// Our metadata format version ([`FORMAT`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -103,6 +106,7 @@ impl BackupMeta {
             compression: compression.to_string(),
             encryption,
             encryption_format: None,
+            storage: None,
             format: None,
             tool: None,
             hostname: None,

@@ -117,13 +117,13 @@ fn limited_storage_passes_everything_through() {
     let dir = tempfile::tempdir().unwrap();
     let store = Limited::new(LocalStorage::new(dir.path()).unwrap(), Some(64 * MIB), Some(MIB));
     store.put("a/metadata", b"{}").unwrap();
-    assert_eq!(store.get("a/metadata").unwrap(), b"{}");
+    assert_eq!(store.get("a/metadata").unwrap().unwrap(), b"{}");
     assert_eq!(store.list("a").unwrap(), ["metadata"]);
     assert!(store.exists("a/metadata").unwrap());
 
     let mut up = store.create("a/data").unwrap();
-    up.put_segment(0, b"hello ").unwrap();
-    up.put_segment(1, b"world").unwrap();
+    up.put_segment(0, b"hello ".to_vec()).unwrap();
+    up.put_segment(1, b"world".to_vec()).unwrap();
     up.commit().unwrap();
     let mut back = String::new();
     store.open("a/data").unwrap().read_to_string(&mut back).unwrap();
@@ -158,7 +158,7 @@ fn upload_rate_30s() {
     let start = Instant::now();
     let mut up = store.create("data/stream").unwrap();
     for i in 0..segments {
-        up.put_segment(i, &segment).unwrap();
+        up.put_segment(i, segment.clone()).unwrap();
     }
     up.commit().unwrap();
     assert_near_rate(segments * MIB, start.elapsed());
@@ -174,7 +174,7 @@ fn download_rate_30s() {
     let segments = RATE * SECONDS / MIB;
     let mut up = local.create("data/stream").unwrap();
     for i in 0..segments {
-        up.put_segment(i, &segment).unwrap();
+        up.put_segment(i, segment.clone()).unwrap();
     }
     up.commit().unwrap();
 

@@ -16,7 +16,7 @@ fn opts(wait: Option<Duration>, stale_after: Duration) -> LockOptions {
 }
 
 fn holder(storage: &dyn StorageWrite) -> Holder {
-    serde_json::from_slice(&storage.get("locks/tar/h_b.lock").unwrap()).unwrap()
+    serde_json::from_slice(&storage.get("locks/tar/h_b.lock").unwrap().unwrap()).unwrap()
 }
 
 fn hostname() -> String {
@@ -157,7 +157,7 @@ fn local_create_new_is_exclusive() {
     let storage = LocalStorage::new(&dir.path().join("c")).unwrap();
     assert!(storage.create_new("locks/tar/x.lock", b"one").unwrap());
     assert!(!storage.create_new("locks/tar/x.lock", b"two").unwrap());
-    assert_eq!(storage.get("locks/tar/x.lock").unwrap(), b"one");
+    assert_eq!(storage.get("locks/tar/x.lock").unwrap().unwrap(), b"one");
     // No temporary file is left behind.
     let names: Vec<_> = std::fs::read_dir(dir.path().join("c/locks/tar"))
         .unwrap()

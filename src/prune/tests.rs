@@ -1,13 +1,13 @@
 use std::fs;
-use std::io::Read;
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::*;
 use crate::ErrorKind;
 use crate::catalog::{load, restore_chain};
-use crate::storage::Upload;
 use crate::storage::local::LocalStorage;
+use crate::storage::{Hooked, Op};
 
 const AGENT_META: &str = r#"{"engine_name": "tar", "compression": "gzip", "encryption": false}"#;
 const NOW: i64 = 200_000;
@@ -230,53 +230,23 @@ fn orphans_wait_for_the_grace_except_in_pruned_chains() {
     assert_eq!(err.kind(), ErrorKind::Usage);
 }
 
-/// Local storage whose `delete` fails once `left` deletes have been done.
-struct FailAfter {
-    inner: LocalStorage,
-    left: AtomicUsize,
-    done: AtomicUsize,
-}
-
-impl FailAfter {
-    fn new(root: &Path, left: usize) -> FailAfter {
-        let inner = LocalStorage::new(root).unwrap();
-        FailAfter { inner, left: AtomicUsize::new(left), done: AtomicUsize::new(0) }
-    }
-}
-
-impl Storage for FailAfter {
-    fn describe(&self) -> String {
-        self.inner.describe()
-    }
-    fn list(&self, prefix: &str) -> Result<Vec<String>> {
-        self.inner.list(prefix)
-    }
-    fn exists(&self, key: &str) -> Result<bool> {
-        self.inner.exists(key)
-    }
-    fn get(&self, key: &str) -> Result<Vec<u8>> {
-        self.inner.get(key)
-    }
-    fn open(&self, key: &str) -> Result<Box<dyn Read + Send>> {
-        self.inner.open(key)
-    }
-}
-
-impl StorageWrite for FailAfter {
-    fn put(&self, key: &str, data: &[u8]) -> Result<()> {
-        self.inner.put(key, data)
-    }
-    fn create(&self, key: &str) -> Result<Box<dyn Upload>> {
-        self.inner.create(key)
-    }
-    fn delete(&self, key: &str) -> Result<()> {
-        if self.left.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_err()
-        {
+/// Local storage whose `delete` fails once `left` deletes have been done; `done` counts them.
+fn fail_after(root: &Path, left: usize) -> (Hooked<LocalStorage>, Arc<AtomicUsize>) {
+    let inner = LocalStorage::new(root).unwrap();
+    let left = AtomicUsize::new(left);
+    let done = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&done);
+    let hook = move |op: Op, _: &str| {
+        if op != Op::Delete {
+            return Ok(());
+        }
+        if left.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_err() {
             return Err(Error::storage("simulated kill"));
         }
-        self.done.fetch_add(1, Ordering::SeqCst);
-        self.inner.delete(key)
-    }
+        count.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    };
+    (Hooked { inner, hook: Box::new(hook) }, done)
 }
 
 /// Every chain still listed restores up to its newest backup.
@@ -299,16 +269,16 @@ fn interrupted_prune_leaves_a_store_that_prunes_cleanly() {
     for o in [opts(true), opts(false), PruneOptions { policy: keep_last, ..opts(true) }] {
         let dir = tempfile::tempdir().unwrap();
         fixture(dir.path());
-        let counting = FailAfter::new(dir.path(), usize::MAX);
+        let (counting, done) = fail_after(dir.path(), usize::MAX);
         let want = prune(&counting, &both_layouts(&counting), &o).unwrap();
-        let total = counting.done.load(Ordering::SeqCst);
+        let total = done.load(Ordering::SeqCst);
         assert!(total > 15, "{total}");
         let want_tree = tree(dir.path());
 
         for k in 0..total {
             let dir = tempfile::tempdir().unwrap();
             fixture(dir.path());
-            let failing = FailAfter::new(dir.path(), k);
+            let (failing, _) = fail_after(dir.path(), k);
             let err = prune(&failing, &both_layouts(&failing), &o).unwrap_err();
             let text = err.to_string();
             assert!(text.contains("run the prune again") && text.contains("simulated"), "{text}");

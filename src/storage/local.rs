@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::error::{Error, Result};
-use crate::storage::{Storage, StorageWrite, Upload};
+use crate::storage::{SegmentRef, Storage, StorageWrite, Upload};
 
 /// A container that is a directory on a local (or mounted) file system.
 #[derive(Debug, Clone)]
@@ -125,6 +125,26 @@ fn finish(file: File, temp: &Path, path: &Path) -> Result<()> {
     }
 }
 
+/// Not there: the path or one of its parents is missing (or a parent is a file).
+fn absent(e: &io::Error) -> bool {
+    matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory)
+}
+
+/// Reads a file from an offset with `pread`, so several segments can be read at once.
+struct ReadAt<'a> {
+    file: &'a File,
+    at: u64,
+}
+
+impl Read for ReadAt<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        let n = self.file.read_at(buf, self.at)?;
+        self.at += n as u64;
+        Ok(n)
+    }
+}
+
 /// Whether `dir` holds a file (not a temporary one) at any depth; the way an object store sees
 /// a "directory": empty directories left by a failed backup do not count.
 fn has_file(dir: &Path) -> io::Result<bool> {
@@ -150,11 +170,7 @@ impl Storage for LocalStorage {
         let dir = self.dir_path(prefix)?;
         let entries = match fs::read_dir(&dir) {
             Ok(entries) => entries,
-            Err(e)
-                if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory) =>
-            {
-                return Ok(Vec::new());
-            }
+            Err(e) if absent(&e) => return Ok(Vec::new()),
             Err(e) => return Err(Error::io(format!("cannot list {}", dir.display()), e)),
         };
         let mut names = Vec::new();
@@ -180,18 +196,38 @@ impl Storage for LocalStorage {
         match fs::symlink_metadata(&path) {
             Ok(meta) if meta.is_dir() => has_file(&path).map_err(fail),
             Ok(_) => Ok(true),
-            Err(e)
-                if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory) =>
-            {
-                Ok(false)
-            }
+            Err(e) if absent(&e) => Ok(false),
             Err(e) => Err(fail(e)),
         }
     }
 
-    fn get(&self, key: &str) -> Result<Vec<u8>> {
+    fn kind(&self) -> &'static str {
+        "local"
+    }
+
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
         let path = self.path(key)?;
-        fs::read(&path).map_err(|e| Error::io(format!("cannot read {}", path.display()), e))
+        match fs::read(&path) {
+            Ok(data) => Ok(Some(data)),
+            Err(e) if absent(&e) => Ok(None),
+            Err(e) => Err(Error::io(format!("cannot read {}", path.display()), e)),
+        }
+    }
+
+    fn read_segment(&self, key: &str, segment: &SegmentRef) -> Result<Vec<u8>> {
+        let path = self.path(key)?;
+        let fail = |e| Error::io(format!("cannot read {}", path.display()), e);
+        let file = File::open(&path).map_err(fail)?;
+        let mut data = Vec::new();
+        let want = usize::try_from(segment.size).map_err(|_| {
+            Error::corrupt(format!("segment {} of {key} is too large", segment.index))
+        })?;
+        data.try_reserve_exact(want).map_err(|_| {
+            Error::storage(format!("no memory for a {want}-byte segment of {}", path.display()))
+        })?;
+        let mut reader = ReadAt { file: &file, at: segment.offset }.take(segment.size);
+        reader.read_to_end(&mut data).map_err(fail)?;
+        Ok(data)
     }
 
     fn open(&self, key: &str) -> Result<Box<dyn Read + Send>> {
@@ -201,11 +237,13 @@ impl Storage for LocalStorage {
         Ok(Box::new(file))
     }
 
-    fn size(&self, key: &str) -> Result<u64> {
+    fn size(&self, key: &str) -> Result<Option<u64>> {
         let path = self.path(key)?;
-        fs::metadata(&path)
-            .map(|m| m.len())
-            .map_err(|e| Error::io(format!("cannot stat {}", path.display()), e))
+        match fs::metadata(&path) {
+            Ok(m) => Ok(Some(m.len())),
+            Err(e) if absent(&e) => Ok(None),
+            Err(e) => Err(Error::io(format!("cannot stat {}", path.display()), e)),
+        }
     }
 }
 
@@ -242,11 +280,7 @@ impl StorageWrite for LocalStorage {
         };
         match removed {
             Ok(()) => Ok(()),
-            Err(e)
-                if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory) =>
-            {
-                Ok(())
-            }
+            Err(e) if absent(&e) => Ok(()),
             Err(e) => Err(fail(e)),
         }
     }
@@ -315,8 +349,10 @@ impl LocalUpload {
 }
 
 impl Upload for LocalUpload {
-    fn put_segment(&mut self, index: u64, data: &[u8]) -> Result<()> {
-        self.append(index, data, false)
+    fn put_segment(&mut self, index: u64, mut data: Vec<u8>) -> Result<Vec<u8>> {
+        self.append(index, &data, false)?;
+        data.clear();
+        Ok(data)
     }
 
     fn streams(&self) -> bool {
@@ -342,17 +378,25 @@ impl Upload for LocalUpload {
     fn abort(mut self: Box<Self>) -> Result<()> {
         drop(self.file.take());
         match fs::remove_file(&self.temp) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(Error::io(format!("cannot remove {}", self.temp.display()), e)),
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(format!("cannot remove {}", self.temp.display()), e)),
         }
+        // The backup's directory, if nothing else is in it (as on an object store, where a
+        // "directory" is only its objects); another writer's file there keeps it.
+        if let Some(dir) = self.path.parent() {
+            let _ = fs::remove_dir(dir);
+        }
+        Ok(())
     }
 }
 
 impl Drop for LocalUpload {
-    /// An upload dropped without commit or abort (a panic, an early `?`) leaves no temp file.
+    /// An upload dropped without commit or abort (a panic) still leaves no temp file: here
+    /// that is one cheap unlink.
     fn drop(&mut self) {
         if self.file.take().is_some() {
+            log::warn!("an upload of {} was neither committed nor aborted", self.path.display());
             let _ = fs::remove_file(&self.temp);
         }
     }

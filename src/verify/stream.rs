@@ -1,9 +1,11 @@
 //! Checking the stored bytes of one backup against the sizes and hashes its metadata recorded.
 //!
 //! The stream is read once: [`Shared`] hands the bytes on to the content walk (decrypt,
-//! decompress, tar) while [`Checker`] splits them at the recorded segment sizes and hashes each
-//! segment and the whole stream. Whatever the walk leaves unread is drained afterwards, so a
-//! content error early on still gets every segment checked.
+//! decompress, tar) while [`Checker`] takes them segment by segment (as recorded at backup
+//! time) and hashes each and the whole stream. After a short or missing segment the content
+//! walk sees the end of the stream, but the remaining segments are still checked; whatever the
+//! walk leaves unread is drained afterwards, so a content error early on still gets every
+//! segment checked.
 
 use std::io::{self, Read};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -11,17 +13,34 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use sha2::{Digest, Sha256};
 
 use crate::catalog::{BackupMeta, SegmentMeta};
+use crate::segment::Fetcher;
+
+/// Where the stored bytes come from.
+pub(super) enum Source {
+    /// The recorded segments, fetched ahead.
+    Segments(Fetcher),
+    /// Segments given whole (tests).
+    #[cfg(test)]
+    Given(std::collections::VecDeque<Vec<u8>>),
+    /// One stream: a backup that recorded no segments (freezer-agent's).
+    Whole(Box<dyn Read + Send>),
+}
 
 /// Hashes a stored stream segment by segment as it is read.
 pub(super) struct Checker {
-    inner: Box<dyn Read + Send>,
+    source: Source,
     segments: Vec<SegmentMeta>,
-    /// The segment being read and how much of it has been.
-    index: usize,
-    in_segment: u64,
-    segment_hash: Sha256,
+    /// The size of the stored object, if the storage could say.
+    stored_size: Option<u64>,
+    /// The segment being handed on and how much of it has been.
+    current: Vec<u8>,
+    pos: usize,
+    /// Bytes stored for each segment taken so far.
+    got: Vec<u64>,
     /// Indexes of complete segments whose hash differs.
     mismatched: Vec<usize>,
+    /// A short segment was met: the content walk sees the end there.
+    content_ended: bool,
     total: u64,
     total_hash: Sha256,
     /// The storage failed while reading: where and why.
@@ -29,14 +48,16 @@ pub(super) struct Checker {
 }
 
 impl Checker {
-    pub(super) fn new(inner: Box<dyn Read + Send>, meta: &BackupMeta) -> Checker {
+    pub(super) fn new(source: Source, meta: &BackupMeta, stored_size: Option<u64>) -> Checker {
         Checker {
-            inner,
+            source,
             segments: meta.segments.clone().unwrap_or_default(),
-            index: 0,
-            in_segment: 0,
-            segment_hash: Sha256::new(),
+            stored_size,
+            current: Vec::new(),
+            pos: 0,
+            got: Vec::new(),
             mismatched: Vec::new(),
+            content_ended: false,
             total: 0,
             total_hash: Sha256::new(),
             read_error: None,
@@ -57,8 +78,15 @@ impl Checker {
     pub(super) fn drain(&mut self) {
         let mut buf = vec![0u8; 64 << 10];
         while self.read_error.is_none() && crate::interrupt::received().is_none() {
+            if self.content_ended {
+                // No more content to hand on, but every segment is still checked.
+                match self.next_segment() {
+                    Ok(true) => continue,
+                    _ => break,
+                }
+            }
             match self.read(&mut buf) {
-                Ok(0) => break,
+                Ok(0) if !self.content_ended => break,
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 // Recorded by `read`, reported by `problems`.
@@ -67,36 +95,33 @@ impl Checker {
         }
     }
 
-    /// Hash `data` into the segments it spans.
-    fn account(&mut self, mut data: &[u8]) {
+    /// Take the next recorded segment and check it; `false` after the last.
+    fn next_segment(&mut self) -> Result<bool, String> {
+        let index = self.got.len();
+        let Some(seg) = self.segments.get(index) else { return Ok(false) };
+        let data = match &mut self.source {
+            Source::Segments(f) => match f.next_segment() {
+                Some(Ok(fetched)) => fetched.data,
+                Some(Err(e)) => return Err(e.to_string()),
+                None => return Ok(false),
+            },
+            #[cfg(test)]
+            Source::Given(parts) => parts.pop_front().unwrap_or_default(),
+            Source::Whole(_) => return Ok(false),
+        };
+        self.got.push(data.len() as u64);
         self.total += data.len() as u64;
-        self.total_hash.update(data);
-        while !data.is_empty() {
-            let Some(seg) = self.segments.get(self.index) else {
-                return; // Past the recorded segments: counted in `total`, reported by size.
-            };
-            let room = seg.size - self.in_segment;
-            let n = data.len().min(usize::try_from(room).unwrap_or(usize::MAX));
-            self.segment_hash.update(&data[..n]);
-            self.in_segment += n as u64;
-            data = &data[n..];
-            if self.in_segment == seg.size {
-                self.close_segment();
+        self.total_hash.update(&data);
+        if data.len() as u64 == seg.size {
+            if !hex::encode(Sha256::digest(&data)).eq_ignore_ascii_case(&seg.sha256) {
+                self.mismatched.push(index);
             }
+        } else {
+            self.content_ended = true;
         }
-        // Zero-sized recorded segments (an empty stream's one segment) complete without bytes.
-        while self.segments.get(self.index).is_some_and(|s| s.size == 0) {
-            self.close_segment();
-        }
-    }
-
-    fn close_segment(&mut self) {
-        let hash = std::mem::replace(&mut self.segment_hash, Sha256::new()).finalize();
-        if !hex::encode(hash).eq_ignore_ascii_case(&self.segments[self.index].sha256) {
-            self.mismatched.push(self.index);
-        }
-        self.index += 1;
-        self.in_segment = 0;
+        self.current = data;
+        self.pos = 0;
+        Ok(true)
     }
 
     /// What is wrong with the stream, once read to the end: one message per problem, without
@@ -107,21 +132,14 @@ impl Checker {
             out.push(format!("reading the data failed after {} bytes: {e}", self.total));
             return out;
         }
-        // An empty stream completes its one empty segment only at the end.
-        self.account(&[]);
         let count = self.segments.len();
-        let recorded: Option<u64> = meta
-            .data_size
-            .or_else(|| (count > 0).then(|| self.segments.iter().map(|s| s.size).sum()));
-        if count > 0 {
-            let sum: u64 = self.segments.iter().map(|s| s.size).sum();
-            if meta.data_size.is_some_and(|size| size != sum) {
-                out.push(format!(
-                    "the metadata is inconsistent: its segments add up to {sum} bytes but \
-                     data_size says {}",
-                    meta.data_size.unwrap_or_default()
-                ));
-            }
+        let sum: u64 = self.segments.iter().map(|s| s.size).sum();
+        if count > 0 && meta.data_size.is_some_and(|size| size != sum) {
+            out.push(format!(
+                "the metadata is inconsistent: its segments add up to {sum} bytes but data_size \
+                 says {}",
+                meta.data_size.unwrap_or_default()
+            ));
         }
         for &i in &self.mismatched {
             let start: u64 = self.segments[..i].iter().map(|s| s.size).sum();
@@ -130,31 +148,23 @@ impl Checker {
                 "segment {i} of {count} (numbered from 0; bytes {start}..{end}): sha256 mismatch"
             ));
         }
+        let recorded = meta.data_size.or_else(|| (count > 0).then_some(sum));
         let Some(recorded) = recorded else {
             return out;
         };
-        if self.total < recorded {
+        let stored = self.stored_size.unwrap_or(self.total);
+        if stored < recorded || self.total < recorded {
+            let stored = stored.min(self.total);
             let mut msg = format!(
-                "data is {} bytes shorter than recorded ({} of {recorded} bytes)",
-                recorded - self.total,
-                self.total
+                "data is {} bytes shorter than recorded ({stored} of {recorded} bytes)",
+                recorded - stored
             );
-            if self.index < count {
-                let what = if self.in_segment > 0 { "is incomplete" } else { "is missing" };
-                msg.push_str(&format!(
-                    "; segment {} of {count} (numbered from 0) {what}",
-                    self.index
-                ));
-                if self.index + 1 < count {
-                    msg.push_str(", and every one after it is missing");
-                }
-            }
+            msg.push_str(&self.first_short(count));
             out.push(msg);
-        } else if self.total > recorded {
+        } else if stored > recorded {
             out.push(format!(
-                "data is {} bytes longer than recorded ({} bytes, {recorded} recorded)",
-                self.total - recorded,
-                self.total
+                "data is {} bytes longer than recorded ({stored} bytes, {recorded} recorded)",
+                stored - recorded
             ));
         } else if let Some(expected) = &meta.data_sha256 {
             let got = hex::encode(self.total_hash.clone().finalize());
@@ -166,6 +176,23 @@ impl Checker {
         }
         out
     }
+
+    /// `; segment 3 of 5 (numbered from 0) is incomplete…` for the first short segment.
+    fn first_short(&self, count: usize) -> String {
+        let Some(i) =
+            (0..count).find(|&i| self.got.get(i).copied().unwrap_or(0) < self.segments[i].size)
+        else {
+            return String::new();
+        };
+        let what =
+            if self.got.get(i).copied().unwrap_or(0) > 0 { "is incomplete" } else { "is missing" };
+        let mut msg = format!("; segment {i} of {count} (numbered from 0) {what}");
+        let rest_missing = (i + 1..count).all(|j| self.got.get(j).copied().unwrap_or(0) == 0);
+        if i + 1 < count && rest_missing {
+            msg.push_str(", and every one after it is missing");
+        }
+        msg
+    }
 }
 
 impl Read for Checker {
@@ -173,17 +200,37 @@ impl Read for Checker {
         if let Some(e) = &self.read_error {
             return Err(io::Error::other(e.clone()));
         }
-        match self.inner.read(buf) {
-            Ok(n) => {
-                self.account(&buf[..n]);
-                Ok(n)
+        if let Source::Whole(inner) = &mut self.source {
+            return match inner.read(buf) {
+                Ok(n) => {
+                    self.total += n as u64;
+                    self.total_hash.update(&buf[..n]);
+                    Ok(n)
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => Err(e),
+                Err(e) => {
+                    self.read_error = Some(e.to_string());
+                    Err(e)
+                }
+            };
+        }
+        while self.pos >= self.current.len() {
+            if self.content_ended {
+                return Ok(0);
             }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => Err(e),
-            Err(e) => {
-                self.read_error = Some(e.to_string());
-                Err(e)
+            match self.next_segment() {
+                Ok(true) => {}
+                Ok(false) => return Ok(0),
+                Err(e) => {
+                    self.read_error = Some(e.clone());
+                    return Err(io::Error::other(e));
+                }
             }
         }
+        let n = buf.len().min(self.current.len() - self.pos);
+        buf[..n].copy_from_slice(&self.current[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
     }
 }
 

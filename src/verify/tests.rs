@@ -7,8 +7,8 @@ use crate::backup::{self, BackupOptions};
 use crate::catalog::LevelPolicy;
 use crate::incremental::dump::DumpOptions;
 use crate::incremental::scan::ScanOptions;
-use crate::storage::StorageWrite;
 use crate::storage::local::LocalStorage;
+use crate::storage::{Hooked, Op, StorageWrite};
 
 const T0: i64 = 1_700_000_000;
 const SEGMENT: usize = 1024;
@@ -90,7 +90,7 @@ impl Fixture {
 
     fn meta(&self, level: usize) -> BackupMeta {
         let key = self.layout.metadata_key(&self.ids[level]);
-        BackupMeta::from_json(&self.storage.get(&key).unwrap(), &key).unwrap()
+        BackupMeta::from_json(&self.storage.get(&key).unwrap().unwrap(), &key).unwrap()
     }
 
     fn set_meta(&self, level: usize, meta: &BackupMeta) {
@@ -317,57 +317,20 @@ fn bad_metadata_and_engine_metadata_are_that_backups_problems() {
     assert!(p1.contains("level 0 (0_"), "{p1}");
 }
 
-/// Reads its bytes, then fails once instead of ending.
-struct Failing<R>(R, bool);
-
-impl<R: Read> Read for Failing<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        match self.0.read(buf)? {
-            0 if !self.1 => {
-                self.1 = true;
-                Err(std::io::Error::other("connection reset by peer"))
-            }
-            n => Ok(n),
-        }
-    }
-}
-
-/// A storage whose data objects fail after `fail_after` bytes.
-struct Flaky {
-    inner: LocalStorage,
-    fail_after: usize,
-}
-
-impl Storage for Flaky {
-    fn describe(&self) -> String {
-        self.inner.describe()
-    }
-    fn list(&self, prefix: &str) -> Result<Vec<String>> {
-        self.inner.list(prefix)
-    }
-    fn exists(&self, key: &str) -> Result<bool> {
-        self.inner.exists(key)
-    }
-    fn get(&self, key: &str) -> Result<Vec<u8>> {
-        self.inner.get(key)
-    }
-    fn open(&self, key: &str) -> Result<Box<dyn Read + Send>> {
-        let mut data = Vec::new();
-        self.inner.open(key)?.read_to_end(&mut data).unwrap();
-        data.truncate(self.fail_after);
-        Ok(Box::new(Failing(std::io::Cursor::new(data), false)))
-    }
-}
-
 #[test]
 fn storage_errors_are_problems_of_the_backup() {
     let fx = chain(Compression::Zstd, 2);
-    let flaky = Flaky { inner: fx.storage.clone(), fail_after: 300 };
+    // Reading any segment but the first fails, as a connection reset would.
+    let hook = |op: Op, _: &str| match op {
+        Op::ReadSegment(offset) if offset > 0 => Err(Error::storage("connection reset by peer")),
+        _ => Ok(()),
+    };
+    let flaky = Hooked { inner: fx.storage.clone(), hook: Box::new(hook) };
     let report =
         verify(&flaky, std::slice::from_ref(&fx.layout), &VerifyOptions::default()).unwrap();
     assert_eq!(report.checked.len(), 2);
     let p = problems(&report, 0);
-    assert!(p.contains("reading the data failed after 300 bytes"), "{p}");
+    assert!(p.contains(&format!("reading the data failed after {SEGMENT} bytes")), "{p}");
     assert!(p.contains("connection reset by peer"), "{p}");
     assert!(!p.contains("content is damaged"), "{p}");
 }
@@ -376,8 +339,18 @@ fn storage_errors_are_problems_of_the_backup() {
 fn checker_edge_cases() {
     use sha2::{Digest, Sha256};
     let sha = |d: &[u8]| hex::encode(Sha256::digest(d));
+    // `data` as stored: cut at the recorded segment sizes, the last segment taking the rest.
     let run = |data: &[u8], meta: &BackupMeta| {
-        let mut c = stream::Checker::new(Box::new(std::io::Cursor::new(data.to_vec())), meta);
+        let mut parts = std::collections::VecDeque::new();
+        let mut rest = data;
+        let sizes: Vec<u64> = meta.segments.iter().flatten().map(|s| s.size).collect();
+        for (i, &size) in sizes.iter().enumerate() {
+            let n = if i + 1 == sizes.len() { rest.len() } else { rest.len().min(size as usize) };
+            parts.push_back(rest[..n].to_vec());
+            rest = &rest[n..];
+        }
+        let source = stream::Source::Given(parts);
+        let mut c = stream::Checker::new(source, meta, Some(data.len() as u64));
         c.drain();
         c.problems(meta)
     };

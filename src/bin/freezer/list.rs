@@ -82,7 +82,7 @@ pub fn containers(storage: &dyn Storage) -> Result<()> {
     walk(storage, "", &mut keys)?;
     let mut size = 0u64;
     for k in &keys {
-        size += storage.size(k).unwrap_or(0);
+        size += storage.size(k).ok().flatten().unwrap_or(0);
     }
     println!(
         "{}",
@@ -96,7 +96,7 @@ pub fn objects(storage: &dyn Storage) -> Result<()> {
     let mut keys = Vec::new();
     walk(storage, "", &mut keys)?;
     for k in keys {
-        println!("{}", json!({"object_name": k, "size": storage.size(&k).ok()}));
+        println!("{}", json!({"object_name": k, "size": storage.size(&k).ok().flatten()}));
     }
     Ok(())
 }

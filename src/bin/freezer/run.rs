@@ -17,8 +17,8 @@ use freezer::limit::{self, Limited};
 use freezer::lock::{Lock, LockOptions};
 use freezer::priority;
 use freezer::restore::{self, RestoreOptions, RestoreReport};
-use freezer::storage::Storage;
 use freezer::storage::local::LocalStorage;
+use freezer::storage::{Storage, StorageWrite};
 use serde_json::json;
 
 use crate::cli::{
@@ -184,7 +184,9 @@ pub fn run(cli: Cli, profile: Profile, config_warnings: &[String]) -> Result<Exi
         .map(|v| limit::parse_rate("--download-limit", v))
         .transpose()?
         .flatten();
-    let storage = Limited::new(open_storage(&common, profile)?, up, down);
+    // Built once: the lock, the backup and the prune after it share this storage.
+    let storage: Arc<dyn StorageWrite> =
+        Arc::new(Limited::new(open_storage(&common, profile)?, up, down));
     let hostname = match &common.hostname {
         Some(h) => h.clone(),
         None => nix::unistd::gethostname()
@@ -204,20 +206,20 @@ pub fn run(cli: Cli, profile: Profile, config_warnings: &[String]) -> Result<Exi
             let lock = match opts.dry_run {
                 true => None,
                 false => Some(Lock::acquire(
-                    Arc::new(open_storage(&common, profile)?),
+                    Arc::clone(&storage),
                     &catalog::Layout::new(&opts.hostname, &opts.backup_name),
                     LockOptions { wait, ..Default::default() },
                 )?),
             };
             let status = ui::StatusLine::start(!common.quiet && !common.json);
-            let report = backup::run(&storage, &opts);
+            let report = backup::run(&*storage, &opts);
             drop(status);
             let report = report?;
-            print_backup(&common, &opts, &report, &storage)?;
+            print_backup(&common, &opts, &report, &*storage)?;
             if let Some(policy) = after {
                 // freezerc 1.0: one cron line backs up, then cleans up (chain-safe).
                 let layouts = [report.layout.clone()];
-                prune::run(&storage, &common, &layouts, policy, &KeepFlags::default())?;
+                prune::run(&*storage, &common, &layouts, policy, &KeepFlags::default())?;
             }
             if let Some(lock) = lock {
                 lock.release()?;
@@ -244,7 +246,7 @@ pub fn run(cli: Cli, profile: Profile, config_warnings: &[String]) -> Result<Exi
                 openssl_md: flags.openssl_md.as_deref().map(str::parse).transpose()?,
             };
             let status = ui::StatusLine::start(!common.quiet && !common.json);
-            let report = restore::run(&storage, &opts);
+            let report = restore::run(&*storage, &opts);
             drop(status);
             let report = report?;
             print_restore(&common, &opts, &report)?;
@@ -258,25 +260,25 @@ pub fn run(cli: Cli, profile: Profile, config_warnings: &[String]) -> Result<Exi
                 ));
             };
             let layouts = if keep.all_hosts {
-                freezer::prune::all_layouts(&storage)?
+                freezer::prune::all_layouts(&*storage)?
             } else {
                 vec![catalog::Layout::new(&hostname, &backup_name(&common, None))]
             };
-            prune::run(&storage, &common, &layouts, policy, &keep)?;
+            prune::run(&*storage, &common, &layouts, policy, &keep)?;
             Ok(Exit::Ok)
         }
-        Job::Verify(cmd) => verify::run(&storage, &common, &cmd, &hostname),
+        Job::Verify(cmd) => verify::run(&*storage, &common, &cmd, &hostname),
         Job::List => {
             let only = common.backup_name.as_ref().map(|_| backup_name(&common, None));
-            list::backups(&storage, &hostname, only.as_deref(), common.json)?;
+            list::backups(&*storage, &hostname, only.as_deref(), common.json)?;
             Ok(Exit::Ok)
         }
         Job::ListContainers => {
-            list::containers(&storage)?;
+            list::containers(&*storage)?;
             Ok(Exit::Ok)
         }
         Job::ListObjects => {
-            list::objects(&storage)?;
+            list::objects(&*storage)?;
             Ok(Exit::Ok)
         }
     }
@@ -498,7 +500,7 @@ fn print_backup(
             "backup_name": opts.backup_name,
             "hostname": opts.hostname,
             "container": storage.describe(),
-            "storage": "local",
+            "storage": storage.kind(),
             "mode": "fs",
             "backup_media": "fs",
             "engine_name": "tar",

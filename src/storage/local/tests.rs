@@ -40,7 +40,7 @@ fn new_does_not_create_the_root() {
 fn put_then_get_and_open() {
     let (_dir, storage) = storage();
     storage.put("metadata/tar/h_b/10/0_10/metadata", b"{\"a\": 1}").unwrap();
-    assert_eq!(storage.get("metadata/tar/h_b/10/0_10/metadata").unwrap(), b"{\"a\": 1}");
+    assert_eq!(storage.get("metadata/tar/h_b/10/0_10/metadata").unwrap().unwrap(), b"{\"a\": 1}");
     let mut text = String::new();
     storage.open("metadata/tar/h_b/10/0_10/metadata").unwrap().read_to_string(&mut text).unwrap();
     assert_eq!(text, "{\"a\": 1}");
@@ -48,17 +48,28 @@ fn put_then_get_and_open() {
     assert!(storage.exists("metadata/tar").unwrap());
     // Replacing is atomic too.
     storage.put("metadata/tar/h_b/10/0_10/metadata", b"x").unwrap();
-    assert_eq!(storage.get("metadata/tar/h_b/10/0_10/metadata").unwrap(), b"x");
+    assert_eq!(storage.get("metadata/tar/h_b/10/0_10/metadata").unwrap().unwrap(), b"x");
     assert_eq!(all_files(storage.root()), ["metadata/tar/h_b/10/0_10/metadata"]);
 }
 
 #[test]
-fn get_missing_is_an_io_error_naming_the_path() {
+fn get_missing_is_none_and_a_directory_an_error() {
     let (_dir, storage) = storage();
+    assert_eq!(storage.get("a/b").unwrap(), None);
+    assert!(storage.open("a/b").is_err());
+    storage.put("a/b/c", b"x").unwrap();
     let err = storage.get("a/b").unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Io);
     assert!(err.to_string().contains("a/b"), "{err}");
-    assert!(storage.open("a/b").is_err());
+}
+
+#[test]
+fn the_shared_suite_passes() {
+    crate::storage::suite::run(&|| {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = LocalStorage::new(&dir.path().join("c")).unwrap();
+        (Box::new(dir) as Box<dyn std::any::Any>, Box::new(storage) as Box<dyn StorageWrite>)
+    });
 }
 
 #[test]
@@ -89,13 +100,13 @@ fn temp_files_and_empty_dirs_do_not_exist() {
 fn upload_commit_appends_segments_in_order() {
     let (_dir, storage) = storage();
     let mut up = storage.create("data/tar/h_b/10/0_10/data").unwrap();
-    up.put_segment(0, b"hello ").unwrap();
-    up.put_segment(1, b"world").unwrap();
+    up.put_segment(0, b"hello ".to_vec()).unwrap();
+    up.put_segment(1, b"world".to_vec()).unwrap();
     // Invisible until commit.
     assert!(!storage.exists("data/tar/h_b/10/0_10/data").unwrap());
     assert_eq!(storage.list("data/tar/h_b/10/0_10").unwrap(), Vec::<String>::new());
     up.commit().unwrap();
-    assert_eq!(storage.get("data/tar/h_b/10/0_10/data").unwrap(), b"hello world");
+    assert_eq!(storage.get("data/tar/h_b/10/0_10/data").unwrap().unwrap(), b"hello world");
     assert_eq!(all_files(storage.root()), ["data/tar/h_b/10/0_10/data"]);
 }
 
@@ -103,23 +114,23 @@ fn upload_commit_appends_segments_in_order() {
 fn upload_rejects_out_of_order_segments() {
     let (_dir, storage) = storage();
     let mut up = storage.create("d/data").unwrap();
-    up.put_segment(0, b"a").unwrap();
-    let err = up.put_segment(2, b"c").unwrap_err();
+    up.put_segment(0, b"a".to_vec()).unwrap();
+    let err = up.put_segment(2, b"c".to_vec()).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Storage);
-    assert!(up.put_segment(0, b"a").is_err());
-    up.put_segment(1, b"b").unwrap();
+    assert!(up.put_segment(0, b"a".to_vec()).is_err());
+    up.put_segment(1, b"b".to_vec()).unwrap();
     up.commit().unwrap();
-    assert_eq!(storage.get("d/data").unwrap(), b"ab");
+    assert_eq!(storage.get("d/data").unwrap().unwrap(), b"ab");
 }
 
 #[test]
 fn upload_abort_and_drop_leave_nothing() {
     let (_dir, storage) = storage();
     let mut up = storage.create("d/data").unwrap();
-    up.put_segment(0, b"a").unwrap();
+    up.put_segment(0, b"a".to_vec()).unwrap();
     up.abort().unwrap();
     let mut up = storage.create("d/other").unwrap();
-    up.put_segment(0, b"a").unwrap();
+    up.put_segment(0, b"a".to_vec()).unwrap();
     drop(up);
     assert!(all_files(storage.root()).is_empty());
     assert!(!storage.exists("d").unwrap());
