@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use crate::error::{Error, Result};
 
 pub mod local;
-// pub mod swift;
+pub mod swift;
 
 #[cfg(test)]
 mod suite;

@@ -239,6 +239,84 @@ pub struct Common {
     /// Write the run's metadata as JSON to FILE, or to stdout with `-` (for freezer-scheduler).
     #[arg(long, value_name = "FILE|-")]
     pub metadata_out: Option<String>,
+
+    #[command(flatten)]
+    pub swift: SwiftFlags,
+}
+
+/// Swift settings. Credentials also come from the OS_* variables, an openrc file (--osrc) or
+/// clouds.yaml (--os-cloud); secrets (passwords, keys, tokens) only from those, never from
+/// the command line.
+#[derive(Args, Debug, Clone, Default)]
+#[command(next_help_heading = "Swift storage")]
+pub struct SwiftFlags {
+    /// Keystone (…/v3, …/v2.0) or tempauth (…/auth/v1.0) URL [env: OS_AUTH_URL].
+    #[arg(long, value_name = "URL")]
+    pub os_auth_url: Option<String>,
+    /// Auth version: 1, 2 or 3 (default: from the URL, else 3).
+    #[arg(long, visible_alias = "os-auth-ver", value_name = "N")]
+    pub os_identity_api_version: Option<String>,
+    /// password (default), v3applicationcredential or token.
+    #[arg(long, value_name = "TYPE")]
+    pub os_auth_type: Option<String>,
+    #[arg(long, value_name = "NAME")]
+    pub os_username: Option<String>,
+    #[arg(long, value_name = "ID")]
+    pub os_user_id: Option<String>,
+    #[arg(long, value_name = "NAME")]
+    pub os_user_domain_name: Option<String>,
+    #[arg(long, value_name = "ID")]
+    pub os_user_domain_id: Option<String>,
+    #[arg(long, value_name = "NAME")]
+    pub os_project_name: Option<String>,
+    /// Project id (freezer-agent: --project-id).
+    #[arg(long, visible_alias = "project-id", value_name = "ID")]
+    pub os_project_id: Option<String>,
+    #[arg(long, value_name = "NAME")]
+    pub os_project_domain_name: Option<String>,
+    #[arg(long, value_name = "ID")]
+    pub os_project_domain_id: Option<String>,
+    /// Region of the object-store endpoint [env: OS_REGION_NAME].
+    #[arg(long, value_name = "REGION")]
+    pub os_region_name: Option<String>,
+    /// public (default), internal or admin [env: OS_INTERFACE, OS_ENDPOINT_TYPE].
+    #[arg(long, visible_alias = "os-endpoint-type", value_name = "INTERFACE")]
+    pub os_interface: Option<String>,
+    /// Use this Swift URL instead of the catalog's [env: OS_STORAGE_URL].
+    #[arg(long, value_name = "URL")]
+    pub os_storage_url: Option<String>,
+    /// Trust only the CA certificates in this PEM file [env: OS_CACERT].
+    #[arg(long, value_name = "FILE")]
+    pub os_cacert: Option<String>,
+    /// The clouds.yaml entry to use [env: OS_CLOUD].
+    #[arg(long, value_name = "NAME")]
+    pub os_cloud: Option<String>,
+    #[arg(long, value_name = "ID")]
+    pub os_application_credential_id: Option<String>,
+    #[arg(long, value_name = "NAME")]
+    pub os_application_credential_name: Option<String>,
+    #[arg(long, value_name = "ID", hide = true)]
+    pub os_trust_id: Option<String>,
+    /// An openrc file with the OS_* settings (freezer-agent's osrc).
+    #[arg(long, value_name = "FILE")]
+    pub osrc: Option<PathBuf>,
+    /// Do not check TLS certificates [env: OS_INSECURE].
+    #[arg(long, overrides_with = "no_insecure")]
+    pub insecure: bool,
+    #[arg(long = "noinsecure", hide = true, overrides_with = "insecure")]
+    pub no_insecure: bool,
+    /// HTTP(S) proxy for the storage, instead of HTTPS_PROXY; '' for none.
+    #[arg(long, value_name = "URL")]
+    pub proxy: Option<String>,
+    /// Segments uploaded (and read on restore) at once.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub upload_concurrency: usize,
+    /// Retries of a failed storage request (with exponential backoff).
+    #[arg(long, value_name = "N", default_value_t = 6)]
+    pub storage_retries: u32,
+    /// Give up on a storage request that sends or receives nothing for SECONDS.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    pub storage_timeout: u64,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

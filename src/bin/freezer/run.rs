@@ -18,12 +18,13 @@ use freezer::lock::{Lock, LockOptions};
 use freezer::priority;
 use freezer::restore::{self, RestoreOptions, RestoreReport};
 use freezer::storage::local::LocalStorage;
+use freezer::storage::swift::{self, OsArgs, SwiftOptions, SwiftStorage};
 use freezer::storage::{Storage, StorageWrite};
 use serde_json::json;
 
 use crate::cli::{
     Action, BackupFlags, Cli, Command, Common, Dereference, KeepFlags, RestoreFlags,
-    RetentionFlags, StorageKind, VerifyCmd,
+    RetentionFlags, StorageKind, SwiftFlags, VerifyCmd,
 };
 use crate::exit::Exit;
 use crate::logger;
@@ -303,17 +304,68 @@ fn usage(msg: &str) -> freezer::Error {
     freezer::Error::usage(msg)
 }
 
-fn open_storage(common: &Common, profile: Profile) -> Result<LocalStorage> {
+fn open_storage(common: &Common, profile: Profile) -> Result<Arc<dyn StorageWrite>> {
     let kind = common.storage.unwrap_or(profile.storage());
-    if kind != StorageKind::Local {
-        let name = format!("{kind:?}").to_lowercase();
-        bail!(usage(&format!(
-            "--storage {name} is not supported yet by this version; use --storage local \
-             with --container DIR"
-        )));
-    }
     let container = common.container.clone().unwrap_or_else(|| profile.container().to_string());
-    Ok(LocalStorage::new(Path::new(&container))?)
+    match kind {
+        StorageKind::Local => Ok(Arc::new(LocalStorage::new(Path::new(&container))?)),
+        StorageKind::Swift => Ok(Arc::new(swift_storage(&common.swift, container)?)),
+        other => {
+            let name = format!("{other:?}").to_lowercase();
+            bail!(usage(&format!(
+                "--storage {name} is not supported yet by this version; use --storage local or swift"
+            )))
+        }
+    }
+}
+
+/// Swift from the --os-* options, the environment, an openrc file or clouds.yaml.
+fn swift_storage(f: &SwiftFlags, container: String) -> Result<SwiftStorage> {
+    let args = OsArgs {
+        auth_url: f.os_auth_url.clone(),
+        identity_api_version: f.os_identity_api_version.clone(),
+        auth_type: f.os_auth_type.clone(),
+        username: f.os_username.clone(),
+        user_id: f.os_user_id.clone(),
+        user_domain_name: f.os_user_domain_name.clone(),
+        user_domain_id: f.os_user_domain_id.clone(),
+        project_name: f.os_project_name.clone(),
+        project_id: f.os_project_id.clone(),
+        project_domain_name: f.os_project_domain_name.clone(),
+        project_domain_id: f.os_project_domain_id.clone(),
+        region_name: f.os_region_name.clone(),
+        interface: f.os_interface.clone(),
+        storage_url: f.os_storage_url.clone(),
+        cacert: f.os_cacert.clone(),
+        cloud: f.os_cloud.clone(),
+        application_credential_id: f.os_application_credential_id.clone(),
+        application_credential_name: f.os_application_credential_name.clone(),
+        trust_id: f.os_trust_id.clone(),
+        osrc: f.osrc.clone(),
+        insecure: f.insecure,
+    };
+    let resolved = swift::resolve_auth(&args, &|name| std::env::var(name).ok())?;
+    if f.upload_concurrency == 0 {
+        bail!(usage("--upload-concurrency must be at least 1"));
+    }
+    let retry = swift::RetryPolicy {
+        retries: f.storage_retries,
+        stall: std::time::Duration::from_secs(f.storage_timeout.max(1)),
+        ..Default::default()
+    };
+    Ok(SwiftStorage::new(SwiftOptions {
+        auth: resolved.auth,
+        endpoint: resolved.endpoint,
+        storage_url: resolved.storage_url,
+        transport: swift::Transport {
+            insecure: resolved.insecure,
+            ca_file: resolved.ca_file,
+            proxy: f.proxy.clone(),
+        },
+        retry,
+        container,
+        concurrency: f.upload_concurrency,
+    })?)
 }
 
 /// freezer-agent's default name is the template `freezer_{mode}_{resource_id}`; for fs the
