@@ -179,6 +179,7 @@ fn check_limits(storage: &dyn StorageWrite, segment_size: u64) -> Result<()> {
 /// backup's own error is what the user must see, and data without metadata is invisible
 /// and removed by `prune --orphans`.
 fn discard(storage: &dyn StorageWrite, layout: &Layout, id: &BackupId, upload: &SharedUpload) {
+    let _cleanup = crate::interrupt::shield();
     if let Err(e) = upload.abort_if_open() {
         log::warn!("could not remove the failed backup's data: {e}");
     }

@@ -34,8 +34,33 @@ pub fn received() -> Option<Signal> {
     }
 }
 
+thread_local! {
+    /// Open [`Shield`]s on this thread.
+    static SHIELDS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// While alive, [`check`] on this thread passes even after a signal: cleanup after an
+/// interrupt (removing a failed backup's segments, releasing the lock) must not itself be
+/// interrupted.
+pub struct Shield(());
+
+/// Shield this thread's cleanup from the signal already received.
+pub fn shield() -> Shield {
+    SHIELDS.with(|s| s.set(s.get() + 1));
+    Shield(())
+}
+
+impl Drop for Shield {
+    fn drop(&mut self) {
+        SHIELDS.with(|s| s.set(s.get().saturating_sub(1)));
+    }
+}
+
 /// An error when a signal has arrived: call it at safe points.
 pub fn check() -> Result<(), Error> {
+    if SHIELDS.with(|s| s.get()) > 0 {
+        return Ok(());
+    }
     match received() {
         None => Ok(()),
         Some(sig) => Err(Error::new(ErrorKind::Interrupted, format!("interrupted by {sig}"))),

@@ -193,6 +193,8 @@ impl Lock {
     }
 
     fn unlock(&mut self) -> Result<()> {
+        // Also after SIGTERM: a lock left behind blocks the next run until it goes stale.
+        let _cleanup = crate::interrupt::shield();
         let Some((stop, thread)) = self.refresher.take() else {
             return Ok(());
         };

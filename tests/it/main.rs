@@ -11,3 +11,4 @@ mod ops;
 mod property;
 mod prune;
 mod roundtrip;
+mod swift;
