@@ -18,6 +18,7 @@ use crate::storage::{Limits, SegmentRef, Storage, StorageWrite, Upload};
 
 mod auth;
 mod client;
+mod freezerc1;
 mod http;
 mod settings;
 #[cfg(test)]
@@ -25,6 +26,7 @@ mod tests;
 mod upload;
 
 pub use auth::{Auth, EndpointFilter, Interface, Named, Secret, V3Method};
+pub use freezerc1::Freezerc1View;
 pub use http::{RetryPolicy, Transport};
 pub use settings::{OsArgs, resolve_auth};
 
@@ -427,6 +429,28 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+impl SwiftStorage {
+    /// Stream an object by its full name: a DLO's segments one GET each (retried alone),
+    /// in segment order, or a plain object.
+    pub(crate) fn open_object(&self, name: &str) -> Result<Box<dyn Read + Send>> {
+        let s = &self.0;
+        let head = s.head(name)?.ok_or_else(|| {
+            Error::new(ErrorKind::Corrupt, format!("{name} is missing from {}", s.where_()))
+        })?;
+        let Some(manifest) = head.manifest else {
+            let data = s.get_object(s.container(), name)?.unwrap_or_default();
+            return Ok(Box::new(io::Cursor::new(data)));
+        };
+        let (container, segments) = s.manifest_segments(&manifest)?;
+        Ok(Box::new(Segments {
+            swift: Arc::clone(&self.0),
+            container,
+            names: segments.into(),
+            current: io::Cursor::new(Vec::new()),
+        }))
+    }
+}
+
 impl Storage for SwiftStorage {
     fn describe(&self) -> String {
         self.0.where_()
@@ -465,22 +489,7 @@ impl Storage for SwiftStorage {
     }
 
     fn open(&self, key: &str) -> Result<Box<dyn Read + Send>> {
-        let s = &self.0;
-        let name = s.full(key);
-        let head = s.head(&name)?.ok_or_else(|| {
-            Error::new(ErrorKind::Corrupt, format!("{key} is missing from {}", s.where_()))
-        })?;
-        let Some(manifest) = head.manifest else {
-            let data = s.get_object(s.container(), &name)?.unwrap_or_default();
-            return Ok(Box::new(io::Cursor::new(data)));
-        };
-        let (container, segments) = s.manifest_segments(&manifest)?;
-        Ok(Box::new(Segments {
-            swift: Arc::clone(&self.0),
-            container,
-            names: segments.into(),
-            current: io::Cursor::new(Vec::new()),
-        }))
+        self.open_object(&self.0.full(key))
     }
 
     fn read_segment(&self, key: &str, segment: &SegmentRef) -> Result<Vec<u8>> {

@@ -5,6 +5,7 @@ mod support;
 mod agent;
 mod cli;
 mod crypt;
+mod freezerc;
 mod gnu;
 mod hostile;
 mod ops;

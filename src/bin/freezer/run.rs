@@ -186,8 +186,10 @@ pub fn run(cli: Cli, profile: Profile, config_warnings: &[String]) -> Result<Exi
         .transpose()?
         .flatten();
     // Built once: the lock, the backup and the prune after it share this storage.
-    let storage: Arc<dyn StorageWrite> =
-        Arc::new(Limited::new(open_storage(&common, profile)?, up, down));
+    let (base, base_reads) = open_storage(&common, profile)?;
+    let storage: Arc<dyn StorageWrite> = Arc::new(Limited::new(base, up, down));
+    // Restore, list and verify also see the backups freezerc 1.0 left in a Swift container.
+    let reads: Arc<dyn Storage> = Arc::new(Limited::new(base_reads, up, down));
     let hostname = match &common.hostname {
         Some(h) => h.clone(),
         None => nix::unistd::gethostname()
@@ -247,7 +249,7 @@ pub fn run(cli: Cli, profile: Profile, config_warnings: &[String]) -> Result<Exi
                 openssl_md: flags.openssl_md.as_deref().map(str::parse).transpose()?,
             };
             let status = ui::StatusLine::start(!common.quiet && !common.json);
-            let report = restore::run(&*storage, &opts);
+            let report = restore::run(&*reads, &opts);
             drop(status);
             let report = report?;
             print_restore(&common, &opts, &report)?;
@@ -268,10 +270,10 @@ pub fn run(cli: Cli, profile: Profile, config_warnings: &[String]) -> Result<Exi
             prune::run(&*storage, &common, &layouts, policy, &keep)?;
             Ok(Exit::Ok)
         }
-        Job::Verify(cmd) => verify::run(&*storage, &common, &cmd, &hostname),
+        Job::Verify(cmd) => verify::run(&*reads, &common, &cmd, &hostname),
         Job::List => {
             let only = common.backup_name.as_ref().map(|_| backup_name(&common, None));
-            list::backups(&*storage, &hostname, only.as_deref(), common.json)?;
+            list::backups(&*reads, &hostname, only.as_deref(), common.json)?;
             Ok(Exit::Ok)
         }
         Job::ListContainers => {
@@ -304,12 +306,22 @@ fn usage(msg: &str) -> freezer::Error {
     freezer::Error::usage(msg)
 }
 
-fn open_storage(common: &Common, profile: Profile) -> Result<Arc<dyn StorageWrite>> {
+/// The storage `--storage` names, and the view restores and listings read through.
+fn open_storage(
+    common: &Common,
+    profile: Profile,
+) -> Result<(Arc<dyn StorageWrite>, Arc<dyn Storage>)> {
     let kind = common.storage.unwrap_or(profile.storage());
     let container = common.container.clone().unwrap_or_else(|| profile.container().to_string());
     match kind {
-        StorageKind::Local => Ok(Arc::new(LocalStorage::new(Path::new(&container))?)),
-        StorageKind::Swift => Ok(Arc::new(swift_storage(&common.swift, container)?)),
+        StorageKind::Local => {
+            let local = Arc::new(LocalStorage::new(Path::new(&container))?);
+            Ok((local.clone(), local))
+        }
+        StorageKind::Swift => {
+            let swift = swift_storage(&common.swift, container)?;
+            Ok((Arc::new(swift.clone()), Arc::new(swift::Freezerc1View::new(swift))))
+        }
         other => {
             let name = format!("{other:?}").to_lowercase();
             bail!(usage(&format!(
