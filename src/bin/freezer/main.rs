@@ -8,6 +8,7 @@ mod list;
 mod logger;
 mod prune;
 mod run;
+mod storage;
 mod ui;
 mod verify;
 

@@ -17,20 +17,18 @@ use freezer::limit::{self, Limited};
 use freezer::lock::{Lock, LockOptions};
 use freezer::priority;
 use freezer::restore::{self, RestoreOptions, RestoreReport};
-use freezer::storage::local::LocalStorage;
-use freezer::storage::swift::{self, OsArgs, SwiftOptions, SwiftStorage};
 use freezer::storage::{Storage, StorageWrite};
 use serde_json::json;
 
 use crate::cli::{
     Action, BackupFlags, Cli, Command, Common, Dereference, KeepFlags, RestoreFlags,
-    RetentionFlags, StorageKind, SwiftFlags, VerifyCmd,
+    RetentionFlags, StorageKind, VerifyCmd,
 };
 use crate::exit::Exit;
 use crate::logger;
 use crate::prune::{self, retention_policy};
-use crate::verify;
 use crate::{list, ui};
+use crate::{storage, verify};
 
 /// Defaults differ by the name we are called by: as `freezer-agent` we are a drop-in for the
 /// Python agent and keep its defaults, so a migrated host writes what its fleet reads.
@@ -186,7 +184,9 @@ pub fn run(cli: Cli, profile: Profile, config_warnings: &[String]) -> Result<Exi
         .transpose()?
         .flatten();
     // Built once: the lock, the backup and the prune after it share this storage.
-    let (base, base_reads) = open_storage(&common, profile)?;
+    let container = common.container.clone().unwrap_or_else(|| profile.container().to_string());
+    let kind = common.storage.unwrap_or(profile.storage());
+    let (base, base_reads) = storage::open(kind, &common.swift, container)?;
     let storage: Arc<dyn StorageWrite> = Arc::new(Limited::new(base, up, down));
     // Restore, list and verify also see the backups freezerc 1.0 left in a Swift container.
     let reads: Arc<dyn Storage> = Arc::new(Limited::new(base_reads, up, down));
@@ -304,80 +304,6 @@ fn check_name(option: &str, value: &str) -> Result<()> {
 
 fn usage(msg: &str) -> freezer::Error {
     freezer::Error::usage(msg)
-}
-
-/// The storage `--storage` names, and the view restores and listings read through.
-fn open_storage(
-    common: &Common,
-    profile: Profile,
-) -> Result<(Arc<dyn StorageWrite>, Arc<dyn Storage>)> {
-    let kind = common.storage.unwrap_or(profile.storage());
-    let container = common.container.clone().unwrap_or_else(|| profile.container().to_string());
-    match kind {
-        StorageKind::Local => {
-            let local = Arc::new(LocalStorage::new(Path::new(&container))?);
-            Ok((local.clone(), local))
-        }
-        StorageKind::Swift => {
-            let swift = swift_storage(&common.swift, container)?;
-            Ok((Arc::new(swift.clone()), Arc::new(swift::Freezerc1View::new(swift))))
-        }
-        other => {
-            let name = format!("{other:?}").to_lowercase();
-            bail!(usage(&format!(
-                "--storage {name} is not supported yet by this version; use --storage local or swift"
-            )))
-        }
-    }
-}
-
-/// Swift from the --os-* options, the environment, an openrc file or clouds.yaml.
-fn swift_storage(f: &SwiftFlags, container: String) -> Result<SwiftStorage> {
-    let args = OsArgs {
-        auth_url: f.os_auth_url.clone(),
-        identity_api_version: f.os_identity_api_version.clone(),
-        auth_type: f.os_auth_type.clone(),
-        username: f.os_username.clone(),
-        user_id: f.os_user_id.clone(),
-        user_domain_name: f.os_user_domain_name.clone(),
-        user_domain_id: f.os_user_domain_id.clone(),
-        project_name: f.os_project_name.clone(),
-        project_id: f.os_project_id.clone(),
-        project_domain_name: f.os_project_domain_name.clone(),
-        project_domain_id: f.os_project_domain_id.clone(),
-        region_name: f.os_region_name.clone(),
-        interface: f.os_interface.clone(),
-        storage_url: f.os_storage_url.clone(),
-        cacert: f.os_cacert.clone(),
-        cloud: f.os_cloud.clone(),
-        application_credential_id: f.os_application_credential_id.clone(),
-        application_credential_name: f.os_application_credential_name.clone(),
-        trust_id: f.os_trust_id.clone(),
-        osrc: f.osrc.clone(),
-        insecure: f.insecure,
-    };
-    let resolved = swift::resolve_auth(&args, &|name| std::env::var(name).ok())?;
-    if f.upload_concurrency == 0 {
-        bail!(usage("--upload-concurrency must be at least 1"));
-    }
-    let retry = swift::RetryPolicy {
-        retries: f.storage_retries,
-        stall: std::time::Duration::from_secs(f.storage_timeout.max(1)),
-        ..Default::default()
-    };
-    Ok(SwiftStorage::new(SwiftOptions {
-        auth: resolved.auth,
-        endpoint: resolved.endpoint,
-        storage_url: resolved.storage_url,
-        transport: swift::Transport {
-            insecure: resolved.insecure,
-            ca_file: resolved.ca_file,
-            proxy: f.proxy.clone(),
-        },
-        retry,
-        container,
-        concurrency: f.upload_concurrency,
-    })?)
 }
 
 /// freezer-agent's default name is the template `freezer_{mode}_{resource_id}`; for fs the

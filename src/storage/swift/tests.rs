@@ -252,3 +252,77 @@ fn limits_come_from_info() {
     assert!(limits.max_segment_size.is_some_and(|m| m >= 5 << 30), "{limits:?}");
     assert!(s.0.info().bulk_delete.is_some());
 }
+
+/// A stand-in for Keystone v2.0, which no real server offers any more (removed in Keystone
+/// 13, Queens): it answers `POST /v2.0/tokens` for user `old`/`oldpass` in tenant `oldtenant`
+/// with a real tempauth token and the real Swift's URL in its catalog, so everything after
+/// the login is real. Returns the auth URL.
+fn keystone_v2_stub() -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let real = SwiftStorage::new(tempauth("unused")).unwrap();
+    let session = real.0.client.session().unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/v2.0", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut reader = BufReader::new(conn.try_clone().unwrap());
+            let (mut line, mut length) = (String::new(), 0usize);
+            reader.read_line(&mut line).unwrap();
+            let path_ok = line.starts_with("POST /v2.0/tokens ");
+            loop {
+                let mut h = String::new();
+                reader.read_line(&mut h).unwrap();
+                if h.trim().is_empty() {
+                    break;
+                }
+                if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap();
+                }
+            }
+            let mut body = vec![0; length];
+            std::io::Read::read_exact(&mut reader, &mut body).unwrap();
+            let req: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+            let auth = &req["auth"];
+            let good = path_ok
+                && auth["passwordCredentials"]
+                    == serde_json::json!({"username": "old", "password": "oldpass"})
+                && auth["tenantName"] == "oldtenant";
+            let reply = serde_json::json!({"access": {
+                "token": {"id": session.token.expose(), "expires": "2099-01-01T00:00:00Z"},
+                "serviceCatalog": [{"type": "object-store", "name": "swift", "endpoints": [
+                    {"region": "RegionOne", "publicURL": session.storage_url, "internalURL": "http://127.0.0.1:9/x"}
+                ]}]
+            }})
+            .to_string();
+            let (status, text) =
+                if good { ("200 OK", reply) } else { ("401 Unauthorized", "{}".into()) };
+            let _ = write!(
+                conn,
+                "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+                text.len()
+            );
+        }
+    });
+    url
+}
+
+#[test]
+fn keystone_v2_against_a_stub() {
+    let url = keystone_v2_stub();
+    let v2 = |password: &str| SwiftOptions {
+        auth: Auth::V2 {
+            url: url.clone(),
+            user: "old".into(),
+            password: Secret::new(password),
+            tenant: Some(Named::Name("oldtenant".into())),
+        },
+        ..tempauth(&fresh_container("v2"))
+    };
+    let s = SwiftStorage::new(v2("oldpass")).unwrap();
+    let _c = Cleanup(s.clone());
+    s.put("k", b"v2").unwrap();
+    assert_eq!(s.get("k").unwrap().unwrap(), b"v2");
+    let err = SwiftStorage::new(v2("wrong")).unwrap().connect().unwrap_err();
+    assert!(err.to_string().contains("the user, password or tenant is wrong"), "{err}");
+}
