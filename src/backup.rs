@@ -75,6 +75,12 @@ pub fn run(storage: &dyn StorageWrite, opts: &BackupOptions) -> Result<BackupRep
     check_limits(storage, opts.segment_size as u64)?;
     let all = catalog::load(storage, &layout)?;
     let mut next = catalog::next_backup(&all, &opts.policy, now);
+    if let Some(p) = next.parent
+        && let Some(problem) = damaged_ancestry(storage, &layout, &all, p)?
+    {
+        log::warn!("{problem}; starting a new chain (level 0). Run `freezer verify` for details");
+        next = Next { parent: None, level: 0 };
+    }
     let old = match next.parent {
         Some(p) => parent_snapshot(storage, &layout, p, opts)?,
         None => None,
@@ -151,8 +157,42 @@ pub fn run(storage: &dyn StorageWrite, opts: &BackupOptions) -> Result<BackupRep
         &report,
         started,
     );
-    storage.put(&layout.metadata_key(&id), meta.to_json()?.as_bytes())?;
+    if let Err(e) = publish(storage, &layout.metadata_key(&id), meta.to_json()?.as_bytes()) {
+        discard(storage, &layout, &id, &upload);
+        return Err(e.context(format!("backup of {} failed", opts.path.display())));
+    }
     Ok(finish_report(id, parent, layout, plan, report, stream.size, started, false))
+}
+
+/// What is wrong with the stored data of `parent` or its ancestors, checked cheaply: the size
+/// each holds in the storage against its metadata (one stat or HEAD per level). Backups that
+/// recorded no size (freezer-agent's) cannot be checked so.
+fn damaged_ancestry(
+    storage: &dyn StorageWrite,
+    layout: &Layout,
+    all: &[Backup],
+    parent: &Backup,
+) -> Result<Option<String>> {
+    let chain = match catalog::ancestry(all, layout, parent) {
+        Ok(chain) => chain,
+        Err(e) => return Ok(Some(e.to_string())),
+    };
+    for b in chain {
+        let Some(recorded) = b.meta.data_size else { continue };
+        let key = layout.data_key(&b.id);
+        let stored = storage.size(&key)?;
+        if stored != Some(recorded) {
+            let stored = stored.map_or("nothing".to_string(), |s| format!("{s} bytes"));
+            return Ok(Some(format!(
+                "level {} of the chain ({}/{}) is damaged: {stored} stored where {recorded} \
+                 were written",
+                b.id.level,
+                layout.host_backup(),
+                b.id.name()
+            )));
+        }
+    }
+    Ok(None)
 }
 
 /// Refuse a segment size the storage cannot hold before anything is read or written.
@@ -172,6 +212,27 @@ fn check_limits(storage: &dyn StorageWrite, segment_size: u64) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// Store the metadata, which makes the backup visible. When the storage reports a failure,
+/// the object may still have been stored (only the reply was lost): read it back; whole, the
+/// backup is complete; otherwise remove it, so that a failed run never leaves a visible backup.
+fn publish(storage: &dyn StorageWrite, key: &str, json: &[u8]) -> Result<()> {
+    let Err(e) = storage.put(key, json) else { return Ok(()) };
+    let _cleanup = crate::interrupt::shield();
+    match storage.get(key) {
+        Ok(Some(stored)) if stored == json => {
+            log::warn!("storing {key} reported a failure ({e}), but it is stored whole");
+            Ok(())
+        }
+        _ => match storage.delete(key) {
+            Ok(()) => Err(e),
+            Err(gone) => Err(e.context(format!(
+                "storing {key} failed, and removing it failed too ({gone}): the backup may be \
+                 visible though incomplete; check with `freezer list` and `freezer verify`"
+            ))),
+        },
+    }
 }
 
 /// A failed backup leaves nothing: abort the data upload (Swift: delete its segments) and

@@ -133,6 +133,10 @@ impl Lock {
                 thread::sleep(Duration::from_millis(10));
                 continue;
             };
+            if holder.token == mine.token {
+                // Our create was stored, but its reply was lost and the retry found it there.
+                return Lock::start(storage, key, holder, opts.stale_after);
+            }
             if let Some(why) = stale(&holder, &mine, opts.stale_after) {
                 log::warn!(
                     "taking over the lock {key} of another freezer ({}): {why}",

@@ -49,8 +49,9 @@ pub struct RestoreReport {
 pub fn run(storage: &dyn Storage, opts: &RestoreOptions) -> Result<RestoreReport> {
     let started = Instant::now();
     let layout = Layout::new(&opts.hostname, &opts.backup_name);
-    let all = catalog::load(storage, &layout)?;
-    if all.is_empty() {
+    let found = catalog::load_catalog(storage, &layout)?;
+    let all = found.backups;
+    if all.is_empty() && found.damaged.is_empty() {
         return Err(Error::new(
             ErrorKind::NotFound,
             format!(
@@ -61,7 +62,8 @@ pub fn run(storage: &dyn Storage, opts: &RestoreOptions) -> Result<RestoreReport
             ),
         ));
     }
-    let chain = catalog::restore_chain(&all, &layout, opts.at)?;
+    let chain = catalog::restore_chain(&all, &layout, opts.at);
+    let chain = not_past_damage(chain, &all, &found.damaged, &layout, opts.at)?;
     log::debug!(
         "restoring {}: {:?}",
         layout.host_backup(),
@@ -116,6 +118,39 @@ pub fn run(storage: &dyn Storage, opts: &RestoreOptions) -> Result<RestoreReport
     }
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// The point asked for must not be a damaged backup (or lie past one): restoring an older
+/// state instead would look like success. Intact older points restore as usual.
+fn not_past_damage<'a>(
+    chain: Result<Vec<&'a Backup>>,
+    all: &[Backup],
+    damaged: &[catalog::Damaged],
+    layout: &Layout,
+    at: Option<i64>,
+) -> Result<Vec<&'a Backup>> {
+    let head = chain.as_ref().ok().and_then(|c| c.last()).map(|b| b.id.timestamp);
+    let newer = damaged.iter().rev().find(|d| {
+        at.is_none_or(|at| d.id.timestamp <= at) && head.is_none_or(|h| d.id.timestamp > h)
+    });
+    let Some(d) = newer else { return chain };
+    let before = catalog::restore_chain(all, layout, Some(d.id.timestamp - 1)).ok();
+    let fallback = match before.as_ref().and_then(|c| c.last()) {
+        Some(b) => format!(
+            "; the newest intact point before it is {} (--restore-from-date {})",
+            b.id.name(),
+            catalog::format_local(b.id.timestamp).replace(' ', "T")
+        ),
+        None => String::new(),
+    };
+    Err(Error::corrupt(format!(
+        "restoring this point needs {}/{} (level {}), which is damaged: {}{fallback}; run \
+         `freezer verify`",
+        layout.host_backup(),
+        d.id.name(),
+        d.id.level,
+        d.problem
+    )))
 }
 
 fn describe(layout: &Layout, b: &Backup) -> String {

@@ -44,18 +44,55 @@ pub fn ids(storage: &dyn Storage, layout: &Layout) -> Result<Vec<BackupId>> {
     Ok(out)
 }
 
-/// Every backup of `layout`, sorted by (timestamp, level). Backups whose metadata is not
-/// written (yet) are skipped with a warning; metadata that cannot be read or parsed is an
-/// error naming its key.
-pub fn load(storage: &dyn Storage, layout: &Layout) -> Result<Vec<Backup>> {
-    let mut all = Vec::new();
+/// A backup whose metadata is there but damaged (cut short, not JSON).
+#[derive(Clone, Debug)]
+pub struct Damaged {
+    pub id: BackupId,
+    /// What is wrong, naming the object.
+    pub problem: String,
+}
+
+/// The backups of one layout: the readable ones, and those whose metadata is damaged.
+#[derive(Clone, Debug, Default)]
+pub struct Catalog {
+    /// Sorted by (timestamp, level).
+    pub backups: Vec<Backup>,
+    pub damaged: Vec<Damaged>,
+}
+
+/// Every backup of `layout`. Backups whose metadata is not written (yet) are skipped with a
+/// warning; metadata that cannot be parsed is set aside in [`Catalog::damaged`], so one damaged
+/// object never hides the others. A storage that fails to answer is an error.
+pub fn load_catalog(storage: &dyn Storage, layout: &Layout) -> Result<Catalog> {
+    let mut catalog = Catalog::default();
     for id in ids(storage, layout)? {
-        if let Some(meta) = read_meta(storage, layout, &id)? {
-            all.push(Backup { id, meta });
+        match read_meta(storage, layout, &id) {
+            Ok(Some(meta)) => catalog.backups.push(Backup { id, meta }),
+            Ok(None) => {}
+            Err(e) if e.kind() == ErrorKind::Corrupt => {
+                catalog.damaged.push(Damaged { id, problem: e.to_string() })
+            }
+            Err(e) => return Err(e),
         }
     }
-    all.sort_by_key(|b| (b.id.timestamp, b.id.level, b.id.level_zero));
-    Ok(all)
+    catalog.backups.sort_by_key(|b| (b.id.timestamp, b.id.level, b.id.level_zero));
+    catalog.damaged.sort_by_key(|d| (d.id.timestamp, d.id.level));
+    Ok(catalog)
+}
+
+/// The readable backups of `layout`, sorted by (timestamp, level); damaged ones are left out
+/// with a warning that says what to do.
+pub fn load(storage: &dyn Storage, layout: &Layout) -> Result<Vec<Backup>> {
+    let catalog = load_catalog(storage, layout)?;
+    for d in &catalog.damaged {
+        log::warn!(
+            "{}; it and the backups taken on it are left out. Run `freezer verify` to see \
+             what is affected, then remove that chain with `freezer prune` or move the object \
+             aside",
+            d.problem
+        );
+    }
+    Ok(catalog.backups)
 }
 
 /// The metadata of `id`, or `None` when it is missing (a backup being written or that failed).

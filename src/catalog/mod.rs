@@ -10,7 +10,8 @@ mod meta;
 mod policy;
 mod retention;
 
-pub use chain::{Backup, ids, load, parent_of, restore_chain};
+pub(crate) use chain::ancestry;
+pub use chain::{Backup, Catalog, Damaged, ids, load, load_catalog, parent_of, restore_chain};
 pub use date::{format_local, parse_date};
 pub use layout::{BackupId, ENGINE, Layout};
 pub use meta::{BackupMeta, BackupStats, FORMAT, SegmentMeta};

@@ -5,6 +5,8 @@ mod support;
 mod agent;
 mod cli;
 mod crypt;
+mod damage;
+mod faults;
 mod freezerc;
 mod gnu;
 mod hostile;

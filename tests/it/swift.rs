@@ -68,7 +68,7 @@ pub fn objects(env: &[(String, String)], container: &str) -> Vec<String> {
     let out =
         with_env(Path::new("swift"), env).args(["list", container]).output().expect("run swift");
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    if !out.status.success() && !String::from_utf8_lossy(&out.stderr).contains("404") {
+    if !out.status.success() && !String::from_utf8_lossy(&out.stderr).contains("not found") {
         panic!("swift list {container} failed: {}", String::from_utf8_lossy(&out.stderr));
     }
     text.lines().map(str::to_string).collect()

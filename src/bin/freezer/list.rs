@@ -24,10 +24,16 @@ pub fn backups(
     let mut items = Vec::new();
     for hb in names {
         let layout = Layout::from_host_backup(&hb);
-        let all = catalog::load(storage, &layout)?;
-        for b in &all {
-            let parent = catalog::parent_of(&all, b).map(|p| p.id.name());
-            items.push(json!({
+        let found = catalog::load_catalog(storage, &layout)?;
+        let all = &found.backups;
+        let mut entries: Vec<(i64, serde_json::Value, Vec<String>)> = Vec::new();
+        for b in all {
+            let parent = catalog::parent_of(all, b).map(|p| p.id.name());
+            let status = match catalog::restore_chain(all, &layout, Some(b.id.timestamp)) {
+                Ok(chain) if chain.last().is_some_and(|h| h.id == b.id) => "ok",
+                _ => "unrestorable",
+            };
+            let item = json!({
                 "host_backup": hb,
                 "chain": b.id.level_zero,
                 "level": b.id.level,
@@ -39,8 +45,9 @@ pub fn backups(
                 "encryption": b.meta.encryption,
                 "size": b.meta.data_size,
                 "tool": b.meta.tool,
-            }));
-            rows.push(vec![
+                "status": status,
+            });
+            let row = vec![
                 hb.clone(),
                 b.id.level_zero.to_string(),
                 b.id.level.to_string(),
@@ -49,15 +56,48 @@ pub fn backups(
                 if b.meta.encryption { "yes".into() } else { "no".into() },
                 b.meta.data_size.map(ui::human).unwrap_or_else(|| "-".into()),
                 parent.unwrap_or_else(|| "-".into()),
-            ]);
+                status.into(),
+            ];
+            entries.push((b.id.timestamp, item, row));
+        }
+        for d in &found.damaged {
+            log::warn!("{}", d.problem);
+            let item = json!({
+                "host_backup": hb,
+                "chain": d.id.level_zero,
+                "level": d.id.level,
+                "name": d.id.name(),
+                "timestamp": d.id.timestamp,
+                "date": catalog::format_local(d.id.timestamp),
+                "status": "damaged",
+                "problem": d.problem,
+            });
+            let mut row = vec![hb.clone(), d.id.level_zero.to_string(), d.id.level.to_string()];
+            row.push(catalog::format_local(d.id.timestamp));
+            row.extend(["?", "?", "?", "?", "damaged"].map(String::from));
+            entries.push((d.id.timestamp, item, row));
+        }
+        entries.sort_by_key(|e| e.0);
+        for (_, item, row) in entries {
+            items.push(item);
+            rows.push(row);
         }
     }
     let mut out = std::io::stdout().lock();
     if json {
         writeln!(out, "{}", serde_json::to_string(&items)?)?;
     } else {
-        let header =
-            ["BACKUP", "CHAIN", "LEVEL", "DATE", "COMPRESSION", "ENCRYPTED", "SIZE", "PARENT"];
+        let header = [
+            "BACKUP",
+            "CHAIN",
+            "LEVEL",
+            "DATE",
+            "COMPRESSION",
+            "ENCRYPTED",
+            "SIZE",
+            "PARENT",
+            "STATUS",
+        ];
         write!(out, "{}", ui::table(&header, &rows))?;
     }
     Ok(())

@@ -224,8 +224,12 @@ pub fn run(cli: Cli, profile: Profile, config_warnings: &[String]) -> Result<Exi
                 let layouts = [report.layout.clone()];
                 prune::run(&*storage, &common, &layouts, policy, &KeepFlags::default())?;
             }
-            if let Some(lock) = lock {
-                lock.release()?;
+            if let Some(lock) = lock
+                && let Err(e) = lock.release()
+            {
+                // The backup is complete and visible: a lock left behind only delays the next
+                // run until it is stale (or its pid is gone, on this host).
+                log::warn!("the backup is complete, but its lock could not be removed: {e}");
             }
             Ok(if report.unreadable > 0 { Exit::Warnings } else { Exit::Ok })
         }

@@ -183,14 +183,18 @@ fn load_sorts_by_time_across_chains() {
 }
 
 #[test]
-fn load_fails_on_bad_metadata_naming_the_key() {
+fn bad_metadata_is_set_aside_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "metadata/tar/www_etc/100/0_100/metadata", AGENT_META);
     write(dir.path(), "metadata/tar/www_etc/100/1_200/metadata", "{\"engine_name\": \"tar\"");
     let storage = LocalStorage::new(dir.path()).unwrap();
-    let err = load(&storage, &layout()).unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Corrupt);
-    assert!(err.to_string().contains("metadata/tar/www_etc/100/1_200/metadata"), "{err}");
+    let catalog = load_catalog(&storage, &layout()).unwrap();
+    assert_eq!(catalog.backups.len(), 1);
+    assert_eq!(catalog.damaged.len(), 1);
+    assert_eq!(catalog.damaged[0].id.name(), "1_200");
+    let problem = &catalog.damaged[0].problem;
+    assert!(problem.contains("metadata/tar/www_etc/100/1_200/metadata"), "{problem}");
+    assert_eq!(load(&storage, &layout()).unwrap().len(), 1);
 
     // A metadata that is a directory cannot be read: an error, not a skip.
     fs::remove_file(dir.path().join("metadata/tar/www_etc/100/1_200/metadata")).unwrap();

@@ -89,7 +89,9 @@ impl Client {
             let url = self.url(&session.storage_url, target, query);
             let mut all: Vec<(&str, &str)> = vec![("X-Auth-Token", session.token.expose())];
             all.extend_from_slice(headers);
-            let reply = self.http.send(method, &url, &all, body, &what)?;
+            let reply = self.http.send(method, &url, &all, body, &what).map_err(|e| {
+                e.context(format!("swift container {} at {}", self.container, session.storage_url))
+            })?;
             if reply.status == 401 && !renewed {
                 log::debug!("{what}: 401, getting a new token");
                 self.invalidate(&session.token);

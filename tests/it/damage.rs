@@ -1,0 +1,151 @@
+//! Damage stays local: a damaged metadata object or a truncated data object affects only the
+//! backups that need it; the others list, restore and get extended as before.
+
+use std::path::{Path, PathBuf};
+
+use crate::support::*;
+
+/// A local chain of `levels` backups of a changing tree; the tree's state after each.
+fn chain(t: &Path, levels: usize) -> (PathBuf, PathBuf, Vec<String>) {
+    let src = t.join("src");
+    let c = t.join("c");
+    write(&src.join("base"), "base\n".repeat(500));
+    let mut states = Vec::new();
+    for level in 0..levels {
+        write(&src.join(format!("f{level}")), format!("level {level}"));
+        freezer_ok(backup_args(&src, &c));
+        states.push(manifest(&src, false));
+        tick();
+    }
+    (src, c, states)
+}
+
+fn backup_args(src: &Path, c: &Path) -> Vec<String> {
+    [
+        "backup",
+        src.to_str().unwrap(),
+        "-N",
+        "d",
+        "--hostname",
+        "h",
+        "-C",
+        c.to_str().unwrap(),
+        "--max-level",
+        "5",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+fn list(c: &Path) -> Vec<serde_json::Value> {
+    let out = freezer_ok(["list", "--json", "-C", c.to_str().unwrap()]);
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn restore(c: &Path, dest: &Path, date: Option<&str>) -> std::process::Output {
+    let mut args = vec![
+        "restore",
+        dest.to_str().unwrap(),
+        "-N",
+        "d",
+        "--hostname",
+        "h",
+        "-C",
+        c.to_str().unwrap(),
+    ];
+    if let Some(d) = date {
+        args.extend(["--restore-from-date", d]);
+    }
+    freezer(args)
+}
+
+fn date(item: &serde_json::Value) -> String {
+    jiff::Timestamp::from_second(item["timestamp"].as_i64().unwrap()).unwrap().to_string()
+}
+
+#[test]
+fn a_damaged_metadata_object_affects_only_what_needs_it() {
+    let t = tempfile::tempdir().unwrap();
+    let (src, c, states) = chain(t.path(), 3);
+    let before = list(&c);
+    let key = c.join(format!(
+        "metadata/tar/h_d/{}/{}/metadata",
+        before[1]["chain"],
+        before[1]["name"].as_str().unwrap()
+    ));
+    let text = std::fs::read(&key).unwrap();
+    std::fs::write(&key, &text[..text.len() / 2]).unwrap();
+
+    let items = list(&c);
+    let status: Vec<&str> = items.iter().map(|i| i["status"].as_str().unwrap()).collect();
+    assert_eq!(status, ["ok", "damaged", "unrestorable"], "{items:#?}");
+    assert!(items[1]["problem"].as_str().unwrap().contains("metadata"), "{items:#?}");
+
+    // The intact level restores.
+    let r0 = t.path().join("r0");
+    assert_code(&restore(&c, &r0, Some(&date(&before[0]))), 0);
+    assert_eq!(manifest(&r0, false), states[0]);
+    // The newest point needs the damaged one: refused, naming it and the way out.
+    let out = restore(&c, &t.path().join("r2"), None);
+    assert_code(&out, 5);
+    let err = stderr(&out);
+    assert!(err.contains(&format!("needs h_d/{}", before[1]["name"].as_str().unwrap())), "{err}");
+    let fallback =
+        format!("newest intact point before it is {}", before[0]["name"].as_str().unwrap());
+    assert!(err.contains(&fallback), "{err}");
+    assert!(
+        !t.path().join("r2").exists()
+            || std::fs::read_dir(t.path().join("r2")).unwrap().next().is_none()
+    );
+
+    // The next backup goes on, with a warning naming the damaged object.
+    write(&src.join("after"), "after the damage");
+    let out = freezer(backup_args(&src, &c));
+    assert_code(&out, 0);
+    assert!(
+        stderr(&out).contains(&key.strip_prefix(&c).unwrap().display().to_string()),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("freezer verify"), "{}", stderr(&out));
+    let r3 = t.path().join("r3");
+    assert_code(&restore(&c, &r3, None), 0);
+    assert_eq!(manifest(&r3, false), manifest(&src, false));
+    // Prune works around it too.
+    freezer_ok([
+        "prune",
+        "--keep-last",
+        "1",
+        "-N",
+        "d",
+        "--hostname",
+        "h",
+        "-C",
+        c.to_str().unwrap(),
+    ]);
+}
+
+#[test]
+fn a_backup_never_builds_on_a_truncated_parent() {
+    let t = tempfile::tempdir().unwrap();
+    let (src, c, _) = chain(t.path(), 2);
+    let items = list(&c);
+    let data = c.join(format!(
+        "data/tar/h_d/{}/{}/data",
+        items[1]["chain"],
+        items[1]["name"].as_str().unwrap()
+    ));
+    let len = std::fs::metadata(&data).unwrap().len();
+    std::fs::OpenOptions::new().write(true).open(&data).unwrap().set_len(len - 10).unwrap();
+    write(&src.join("next"), "next");
+    let out = freezer(backup_args(&src, &c));
+    assert_code(&out, 0);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("level 0"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let err = stderr(&out);
+    assert!(err.contains("is damaged") && err.contains("starting a new chain"), "{err}");
+    assert!(err.contains(&format!("{} bytes stored where {len} were written", len - 10)), "{err}");
+}
