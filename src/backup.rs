@@ -76,6 +76,19 @@ pub fn run(storage: &dyn StorageWrite, opts: &BackupOptions) -> Result<BackupRep
     let all = catalog::load(storage, &layout)?;
     let mut next = catalog::next_backup(&all, &opts.policy, now);
     if let Some(p) = next.parent
+        && p.meta.encryption
+        && opts.encryption.is_none()
+    {
+        return Err(Error::usage(format!(
+            "the chain {} of {} is encrypted and no key was given: add --encrypt-pass-file FILE \
+             (or --encrypt-recipient) to extend it (freezer never continues an encrypted chain \
+             in plaintext), or back up once without --incremental/--max-level/--always-level \
+             to start a new, unencrypted chain",
+            p.id.level_zero,
+            layout.host_backup()
+        )));
+    }
+    if let Some(p) = next.parent
         && let Some(problem) = damaged_ancestry(storage, &layout, &all, p)?
     {
         log::warn!("{problem}; starting a new chain (level 0). Run `freezer verify` for details");
@@ -131,7 +144,20 @@ pub fn run(storage: &dyn StorageWrite, opts: &BackupOptions) -> Result<BackupRep
             // openssl format leaves it plain, as the agent does, so the agent can continue a
             // chain.
             Some(e) if e.format == Format::Age => {
-                save_state(opts, storage, &layout, &id, &snapshot);
+                if opts.decrypt_key.is_none()
+                    && let Err(problem) = save_state(opts, storage, &layout, &id, &snapshot)
+                {
+                    // Without the copy the next run cannot read this snapshot: it would be a
+                    // silent level 0 every night.
+                    if opts.policy.incremental {
+                        return Err(Error::io(problem.0, problem.1).context(
+                            "incremental backups encrypted to recipients need a writable state \
+                             directory ($STATE_DIRECTORY, $XDG_STATE_HOME/freezer or \
+                             ~/.local/state/freezer; with systemd: StateDirectory=freezer)",
+                        ));
+                    }
+                    log::warn!("{}: {}", problem.0, problem.1);
+                }
                 crypt::encrypt_bytes(Format::Age, &e.key, &snapshot)?
             }
             _ => snapshot.clone(),
@@ -414,17 +440,21 @@ fn state_path(
     )
 }
 
-/// Keep a plaintext copy of a snapshot encrypted to recipients (best effort, owner-only).
+/// Keep a plaintext copy of a snapshot encrypted to recipients (owner-only); on failure, what
+/// could not be written and why.
 fn save_state(
     opts: &BackupOptions,
     storage: &dyn StorageWrite,
     layout: &Layout,
     id: &BackupId,
     snapshot: &[u8],
-) {
-    let Some(path) = state_path(opts, storage, layout, id) else { return };
-    let result = path
-        .parent()
+) -> std::result::Result<(), (String, io::Error)> {
+    let Some(path) = state_path(opts, storage, layout, id) else {
+        let e =
+            io::Error::new(io::ErrorKind::NotFound, "no HOME, XDG_STATE_HOME or STATE_DIRECTORY");
+        return Err(("cannot keep a local copy of the snapshot".into(), e));
+    };
+    path.parent()
         .map_or(Ok(()), |d| std::fs::DirBuilder::new().recursive(true).mode(0o700).create(d))
         .and_then(|()| {
             use std::io::Write as _;
@@ -435,10 +465,8 @@ fn save_state(
                 .mode(0o600)
                 .open(&path)?;
             f.write_all(snapshot)
-        });
-    if let Err(e) = result {
-        log::warn!("cannot keep a local copy of the snapshot in {}: {e}", path.display());
-    }
+        })
+        .map_err(|e| (format!("cannot keep a local copy of the snapshot in {}", path.display()), e))
 }
 
 fn enc_err(e: io::Error) -> Error {

@@ -10,6 +10,7 @@ mod faults;
 mod freezerc;
 mod gnu;
 mod hostile;
+mod keys;
 mod ops;
 mod property;
 mod prune;

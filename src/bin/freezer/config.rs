@@ -39,7 +39,20 @@ pub fn expand(args: Vec<OsString>, cli: &Command) -> Result<(Vec<OsString>, Vec<
             continue;
         }
         let Some(arg) = cmd.get_arguments().find(|a| a.get_long() == Some(long.as_str())) else {
-            warnings.push(format!("--config: unknown option '{key}' ignored"));
+            let longs = cmd.get_arguments().filter_map(|a| a.get_long());
+            match closest(&long, longs) {
+                // A typo in a key that decides what is encrypted or deleted must not pass.
+                Some(known) if guards_data(known) => bail!(freezer::Error::usage(format!(
+                    "--config {}: unknown option '{key}'; did you mean '{}'?",
+                    Path::new(&path).display(),
+                    known.replace('-', "_")
+                ))),
+                Some(known) => warnings.push(format!(
+                    "--config: unknown option '{key}' ignored; did you mean '{}'?",
+                    known.replace('-', "_")
+                )),
+                None => warnings.push(format!("--config: unknown option '{key}' ignored")),
+            }
             continue;
         };
         match arg.get_action() {
@@ -68,6 +81,40 @@ pub fn expand(args: Vec<OsString>, cli: &Command) -> Result<(Vec<OsString>, Vec<
     out.extend(extra);
     out.extend(args.into_iter().skip(at));
     Ok((out, warnings))
+}
+
+/// Options whose misspelling would silently change what is encrypted or removed.
+fn guards_data(long: &str) -> bool {
+    long.starts_with("encrypt") || long.starts_with("remove") || long.starts_with("keep")
+}
+
+/// The known option nearest to `key`, if it is a likely typo (at most 2 edits, or 3 for long
+/// names).
+fn closest<'a>(key: &str, known: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    let limit = if key.len() > 12 { 3 } else { 2 };
+    known.map(|k| (edits(key, k), k)).filter(|(d, _)| *d <= limit).min().map(|(_, k)| k)
+}
+
+/// Levenshtein distance, counting a swap of two neighbours as one edit.
+fn edits(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            d[i][j] = (d[i - 1][j] + 1).min(d[i][j - 1] + 1).min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                d[i][j] = d[i][j].min(d[i - 2][j - 2] + 1);
+            }
+        }
+    }
+    d[a.len()][b.len()]
 }
 
 /// The value of `--config X` / `--config=X`, if given.
@@ -152,6 +199,15 @@ mod tests {
         assert_eq!(got[3].2, "['*.log', 'tmp']");
         assert_eq!(got[5].0, "storage:s1");
         assert_eq!(list_items("['*.log', 'tmp']"), ["*.log", "tmp"]);
+    }
+
+    #[test]
+    fn typos_are_found() {
+        let known = ["encrypt-pass-file", "max-level", "remove-older-than", "compression"];
+        assert_eq!(closest("encrypt-pass-flie", known.into_iter()), Some("encrypt-pass-file"));
+        assert_eq!(closest("max-levle", known.into_iter()), Some("max-level"));
+        assert_eq!(closest("something-else", known.into_iter()), None);
+        assert!(guards_data("remove-older-than") && !guards_data("max-level"));
     }
 
     #[test]

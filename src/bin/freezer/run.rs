@@ -378,6 +378,11 @@ fn backup_options(
             let key = crypt::parse_recipients(&flags.encrypt_recipient)?;
             (Some(Encryption { format, key: Arc::new(key) }), None)
         }
+        (None, true) if flags.encryption.is_some() => bail!(usage(&format!(
+            "--encryption {} needs a key: add --encrypt-pass-file FILE{}",
+            format.name(),
+            if format == Format::Age { " or --encrypt-recipient AGE1…" } else { "" }
+        ))),
         (None, true) => (None, None),
     };
     let deref = flags.dereference_symlink;
@@ -415,8 +420,14 @@ fn backup_options(
     })
 }
 
-/// `$XDG_STATE_HOME/freezer`, else `~/.local/state/freezer`.
+/// `$STATE_DIRECTORY` (systemd's `StateDirectory=`), else `$XDG_STATE_HOME/freezer`, else
+/// `~/.local/state/freezer`.
 fn state_dir() -> Option<PathBuf> {
+    if let Some(d) = std::env::var_os("STATE_DIRECTORY").filter(|v| !v.is_empty()) {
+        // systemd gives a colon-separated list when a unit has several; ours is the first.
+        let first = d.to_string_lossy().split(':').next().unwrap_or_default().to_string();
+        return Some(PathBuf::from(first));
+    }
     match std::env::var_os("XDG_STATE_HOME").filter(|v| !v.is_empty()) {
         Some(d) => Some(PathBuf::from(d).join("freezer")),
         None => std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state/freezer")),
