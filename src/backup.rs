@@ -66,8 +66,13 @@ pub struct BackupReport {
     pub dry_run: bool,
 }
 
-/// Run one backup into `storage`.
-pub fn run(storage: &dyn StorageWrite, opts: &BackupOptions) -> Result<BackupReport> {
+/// Run one backup into `storage`. With `lock`, the backup stops before it becomes visible if
+/// the lock was lost meanwhile (taken over by another run, or not refreshed for too long).
+pub fn run(
+    storage: &dyn StorageWrite,
+    opts: &BackupOptions,
+    lock: Option<&crate::lock::Lock>,
+) -> Result<BackupReport> {
     let started = Instant::now();
     let start = now_timespec();
     let now = opts.now.unwrap_or(start.sec);
@@ -183,6 +188,19 @@ pub fn run(storage: &dyn StorageWrite, opts: &BackupOptions) -> Result<BackupRep
         &report,
         started,
     );
+    if let Some(lock) = lock.filter(|l| l.is_lost()) {
+        discard(storage, &layout, &id, &upload);
+        return Err(Error::new(
+            crate::ErrorKind::Locked,
+            format!(
+                "backup of {} stopped before becoming visible: its lock {} was lost (another \
+                 freezer took it over, or it could not be refreshed), so another run may have \
+                 extended the chain meanwhile; run the backup again",
+                opts.path.display(),
+                lock.key()
+            ),
+        ));
+    }
     if let Err(e) = publish(storage, &layout.metadata_key(&id), meta.to_json()?.as_bytes()) {
         discard(storage, &layout, &id, &upload);
         return Err(e.context(format!("backup of {} failed", opts.path.display())));

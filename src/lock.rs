@@ -59,6 +59,9 @@ pub struct Holder {
     pub refreshed: i64,
     /// Unique to one acquisition: tells our lock from another run's (even one of the same pid).
     pub token: String,
+    /// The holder host's boot id: a lock taken before the host last booted is dead at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot: Option<String>,
 }
 
 impl Holder {
@@ -113,6 +116,7 @@ impl Lock {
             started: now(),
             refreshed: now(),
             token: new_token(),
+            boot: boot_id(),
         };
         let started = Instant::now();
         let poll = (opts.stale_after / 30).clamp(Duration::from_millis(10), Duration::from_secs(1));
@@ -169,7 +173,7 @@ impl Lock {
         let token = mine.token.clone();
         let thread = thread::Builder::new()
             .name("freezer-lock".into())
-            .spawn(move || refresh_loop(&*s, &k, mine, interval, &stopped, &l));
+            .spawn(move || refresh_loop(&*s, &k, mine, (interval, stale_after), &stopped, &l));
         let thread = match thread {
             Ok(thread) => thread,
             Err(e) => {
@@ -230,10 +234,11 @@ fn refresh_loop(
     storage: &dyn StorageWrite,
     key: &str,
     mut mine: Holder,
-    interval: Duration,
+    (interval, stale_after): (Duration, Duration),
     stopped: &mpsc::Receiver<()>,
     lost: &AtomicBool,
 ) {
+    let mut last_ok = Instant::now();
     while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(interval) {
         let refreshed = read_holder(storage, key).and_then(|holder| match holder {
             Some(h) if h.token == mine.token => {
@@ -243,12 +248,21 @@ fn refresh_loop(
             _ => Ok(false),
         });
         match refreshed {
-            Ok(true) => {}
+            Ok(true) => last_ok = Instant::now(),
             Ok(false) => {
                 lost.store(true, Ordering::SeqCst);
                 log::error!(
                     "the lock {key} was taken over by another freezer, which judged this run \
                      dead; two backups may now run at once"
+                );
+                return;
+            }
+            Err(e) if last_ok.elapsed() > stale_after => {
+                lost.store(true, Ordering::SeqCst);
+                log::error!(
+                    "the lock {key} could not be refreshed for {} s ({e}): another freezer may \
+                     have taken it over",
+                    last_ok.elapsed().as_secs()
                 );
                 return;
             }
@@ -271,17 +285,33 @@ fn read_holder(storage: &dyn StorageWrite, key: &str) -> Result<Option<Holder>> 
     })
 }
 
-/// Why `holder` is dead, if it is.
+/// This boot of this host, as the kernel names it.
+fn boot_id() -> Option<String> {
+    let id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    Some(id.trim().to_string()).filter(|s| !s.is_empty())
+}
+
+/// Why `holder` is dead, if it is. A holder on this host, in this boot, whose process is
+/// alive is never dead, however old its refresh: it may only be suspended or slow.
 fn stale(holder: &Holder, mine: &Holder, stale_after: Duration) -> Option<String> {
+    if holder.hostname == mine.hostname && holder.pid != mine.pid {
+        let booted_since = holder.boot.is_some() && mine.boot.is_some() && holder.boot != mine.boot;
+        if booted_since {
+            return Some("it was taken before this host last booted".into());
+        }
+        if !alive(holder.pid) {
+            return Some(format!("its process {} is gone", holder.pid));
+        }
+        if holder.boot.is_some() && holder.boot == mine.boot {
+            return None;
+        }
+    }
     let age = now().saturating_sub(holder.refreshed);
     if age > 0 && age as u64 > stale_after.as_secs() {
         return Some(format!(
             "it was last refreshed {age} s ago, and a lock is stale after {} s",
             stale_after.as_secs()
         ));
-    }
-    if holder.hostname == mine.hostname && holder.pid != mine.pid && !alive(holder.pid) {
-        return Some(format!("its process {} is gone", holder.pid));
     }
     None
 }

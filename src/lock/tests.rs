@@ -93,6 +93,7 @@ fn plant(storage: &dyn StorageWrite, hostname: &str, pid: u32, refreshed: i64) -
         started: refreshed - 5,
         refreshed,
         token: "someone-else".into(),
+        boot: None,
     };
     storage.put("locks/tar/h_b.lock", &serde_json::to_vec(&h).unwrap()).unwrap();
     h
@@ -164,4 +165,73 @@ fn local_create_new_is_exclusive() {
         .map(|e| e.unwrap().file_name())
         .collect();
     assert_eq!(names, ["x.lock"]);
+}
+
+/// A holder on this host as `plant` leaves it, but with a boot id.
+fn plant_booted(storage: &dyn StorageWrite, pid: u32, refreshed: i64, boot: &str) {
+    let mut h = plant(storage, &hostname(), pid, refreshed);
+    h.boot = Some(boot.into());
+    storage.put("locks/tar/h_b.lock", &serde_json::to_vec(&h).unwrap()).unwrap();
+}
+
+#[test]
+fn a_live_holder_on_this_host_is_never_stale_by_age() {
+    let (_dir, storage, layout) = setup();
+    let mut sleeper = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+    // Refreshed an hour ago, as a suspended run would leave it: still held.
+    plant_booted(&*storage, sleeper.id(), now() - 3600, &boot_id().unwrap());
+    let err = Lock::acquire(Arc::clone(&storage), &layout, opts(None, Duration::from_secs(60)))
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Locked, "{err}");
+    sleeper.kill().unwrap();
+    sleeper.wait().unwrap();
+    // Its process gone: taken over at once.
+    let lock = Lock::acquire(Arc::clone(&storage), &layout, LockOptions::default()).unwrap();
+    assert_eq!(holder(&*storage).token, lock.token);
+}
+
+#[test]
+fn a_lock_from_before_this_boot_is_dead() {
+    let (_dir, storage, layout) = setup();
+    plant_booted(&*storage, std::process::id() + 1, now(), "an-earlier-boot");
+    let lock = Lock::acquire(Arc::clone(&storage), &layout, LockOptions::default()).unwrap();
+    assert_eq!(holder(&*storage).token, lock.token);
+    assert_eq!(holder(&*storage).boot, boot_id());
+}
+
+#[test]
+fn a_backup_whose_lock_was_lost_does_not_become_visible() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("f"), "x").unwrap();
+    let local = LocalStorage::new(&dir.path().join("c")).unwrap();
+    let storage: Arc<dyn StorageWrite> = Arc::new(local.clone());
+    let layout = Layout::new("h", "b");
+    let lock = Lock::acquire(Arc::clone(&storage), &layout, opts(None, Duration::from_millis(300)))
+        .unwrap();
+    plant(&*storage, "elsewhere", 7, now());
+    std::thread::sleep(Duration::from_millis(400));
+    assert!(lock.is_lost());
+    let opts = crate::backup::BackupOptions {
+        path: src,
+        hostname: "h".into(),
+        backup_name: "b".into(),
+        compression: crate::compress::Compression::None,
+        segment_size: 1 << 20,
+        policy: Default::default(),
+        scan: Default::default(),
+        dump: Default::default(),
+        threads: 1,
+        dry_run: false,
+        now: None,
+        encryption: None,
+        decrypt_key: None,
+        state_dir: None,
+    };
+    let err = crate::backup::run(&local, &opts, Some(&lock)).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Locked, "{err}");
+    assert!(err.to_string().contains("stopped before becoming visible"), "{err}");
+    assert!(crate::catalog::load(&local, &layout).unwrap().is_empty());
+    assert!(!local.exists("data").unwrap(), "its data is removed");
 }

@@ -68,7 +68,7 @@ fn chain(compression: Compression, levels: u32) -> Fixture {
             fs::write(src.join(format!("new{level}")), noise(100 + level as u64, 3000)).unwrap();
         }
         opts.now = Some(T0 + level as i64 * 100);
-        let report = backup::run(&storage, &opts).unwrap();
+        let report = backup::run(&storage, &opts, None).unwrap();
         assert_eq!(report.id.level, level);
         ids.push(report.id);
     }

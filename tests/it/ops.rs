@@ -357,3 +357,50 @@ fn a_second_run_for_the_same_backup_fails_clearly_while_the_first_holds_the_lock
     assert_eq!(level_dirs(&c, "h_lk").len(), 2);
     assert!(!c.join("locks/tar/h_lk.lock").exists(), "released");
 }
+
+#[test]
+fn prune_leaves_a_backup_name_alone_while_its_backup_runs() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    fs::create_dir(&src).unwrap();
+    sh(&format!("head -c 2M /dev/urandom > '{}/r'", src.display()));
+    let c = t.path().join("c");
+    let cs = c.to_str().unwrap();
+    let backup = |name: &str| {
+        let s = src.to_str().unwrap();
+        vec!["backup", s, "-N", name, "--hostname", "h", "-C", cs, "--compression", "none"]
+            .into_iter()
+            .map(String::from)
+            .collect::<Vec<_>>()
+    };
+    for name in ["busy", "idle"] {
+        freezer_ok(backup(name));
+        tick();
+        freezer_ok(backup(name));
+    }
+    // A slow run of "busy" holds its lock and has segments on disk but no metadata yet.
+    let mut slow = std::process::Command::new(bin())
+        .args(backup("busy"))
+        .args(["--upload-limit", "256K", "-M", "64K"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    let out = freezer([
+        "prune",
+        "--keep-last",
+        "1",
+        "--all-hosts",
+        "--orphans",
+        "--orphan-grace-hours",
+        "0",
+        "-C",
+        cs,
+    ]);
+    assert_code(&out, 7);
+    assert!(stderr(&out).contains("not pruning h_busy"), "{}", stderr(&out));
+    assert_eq!(level_dirs(&c, "h_idle").len(), 1, "the other name is pruned");
+    assert!(slow.wait().unwrap().success(), "the running backup was not disturbed");
+    assert_eq!(level_dirs(&c, "h_busy").len(), 3);
+}

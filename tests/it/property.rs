@@ -158,7 +158,7 @@ fn run_case(initial: &[Op], levels: &[Vec<Op>]) {
             apply(&src, op);
         }
         opts.now = None;
-        let report = backup::run(&storage, &opts).unwrap();
+        let report = backup::run(&storage, &opts, None).unwrap();
         assert_eq!(report.id.level as usize, i);
         taken.push((report.id.timestamp, manifest(&src, true)));
     }

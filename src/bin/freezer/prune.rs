@@ -3,6 +3,9 @@
 use anyhow::Result;
 use freezer::catalog::{self, Layout, RetentionPolicy};
 use freezer::prune::{self as lib, PruneOptions};
+use std::sync::Arc;
+
+use freezer::lock::{Lock, LockOptions};
 use freezer::storage::StorageWrite;
 use serde_json::json;
 
@@ -40,20 +43,58 @@ pub fn now() -> i64 {
         .unwrap_or_else(|| jiff::Timestamp::now().as_second())
 }
 
-/// Prune `layouts` and report what went (or would go, with `--dry-run`).
+/// Prune `layouts` and report what went (or would go, with `--dry-run`). With `lock`, each
+/// layout is pruned only while holding its backup lock (so nothing a running backup is
+/// writing looks orphaned); a layout whose lock another run holds is skipped, and the run
+/// then fails with that error once the others are done. A backup pruning after itself
+/// already holds the lock and passes `None`.
 pub fn run(
-    storage: &dyn StorageWrite,
+    storage: &Arc<dyn StorageWrite>,
     common: &Common,
     layouts: &[Layout],
     policy: RetentionPolicy,
     keep: &KeepFlags,
+    lock: bool,
 ) -> Result<()> {
     policy.validate()?;
     let mut opts = PruneOptions::new(policy, now());
     opts.dry_run = common.dry_run;
     opts.orphans = keep.orphans;
     opts.orphan_grace_secs = (keep.orphan_grace_hours * 3600.0) as i64;
-    let report = lib::prune(storage, layouts, &opts)?;
+    let mut held = Vec::new();
+    let mut busy = None;
+    let mut free = Vec::new();
+    for layout in layouts {
+        if !lock || opts.dry_run {
+            free.push(layout.clone());
+            continue;
+        }
+        match Lock::acquire(Arc::clone(storage), layout, LockOptions::default()) {
+            Ok(l) => {
+                held.push(l);
+                free.push(layout.clone());
+            }
+            Err(e) if e.kind() == freezer::ErrorKind::Locked => {
+                log::warn!("not pruning {}: {e}", layout.host_backup());
+                busy.get_or_insert(e);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let report = lib::prune(&**storage, &free, &opts)?;
+    for l in held {
+        if let Err(e) = l.release() {
+            log::warn!("cannot remove a lock after pruning: {e}");
+        }
+    }
+    print(common, &report)?;
+    match busy {
+        Some(e) => Err(e.into()),
+        None => Ok(()),
+    }
+}
+
+fn print(common: &Common, report: &lib::PruneReport) -> Result<()> {
     let verb = if report.dry_run { "would remove" } else { "removed" };
     if common.json {
         let chains: Vec<_> = report

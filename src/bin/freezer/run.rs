@@ -215,14 +215,14 @@ pub fn run(cli: Cli, profile: Profile, config_warnings: &[String]) -> Result<Exi
                 )?),
             };
             let status = ui::StatusLine::start(!common.quiet && !common.json);
-            let report = backup::run(&*storage, &opts);
+            let report = backup::run(&*storage, &opts, lock.as_ref());
             drop(status);
             let report = report?;
             print_backup(&common, &opts, &report, &*storage)?;
             if let Some(policy) = after {
                 // freezerc 1.0: one cron line backs up, then cleans up (chain-safe).
                 let layouts = [report.layout.clone()];
-                prune::run(&*storage, &common, &layouts, policy, &KeepFlags::default())?;
+                prune::run(&storage, &common, &layouts, policy, &KeepFlags::default(), false)?;
             }
             if let Some(lock) = lock
                 && let Err(e) = lock.release()
@@ -271,7 +271,7 @@ pub fn run(cli: Cli, profile: Profile, config_warnings: &[String]) -> Result<Exi
             } else {
                 vec![catalog::Layout::new(&hostname, &backup_name(&common, None))]
             };
-            prune::run(&*storage, &common, &layouts, policy, &keep)?;
+            prune::run(&storage, &common, &layouts, policy, &keep, true)?;
             Ok(Exit::Ok)
         }
         Job::Verify(cmd) => verify::run(&*reads, &common, &cmd, &hostname),
