@@ -13,6 +13,8 @@ use crate::error::{Error, Result};
 #[derive(Debug, Default, Clone)]
 pub struct Excludes {
     globs: Vec<GlobMatcher>,
+    /// Names excluded exactly (relative to the backed-up directory, no `./`).
+    exact: Vec<Vec<u8>>,
 }
 
 impl Excludes {
@@ -29,15 +31,23 @@ impl Excludes {
                 .map_err(|e| Error::usage(format!("invalid --exclude pattern '{p}': {e}")))?;
             globs.push(glob.compile_matcher());
         }
-        Ok(Excludes { globs })
+        Ok(Excludes { globs, exact: Vec::new() })
+    }
+
+    /// Also exclude the one entry at `relative` (a path under the backed-up directory).
+    pub fn add_exact(&mut self, relative: &std::path::Path) {
+        self.exact.push(relative.as_os_str().as_bytes().to_vec());
     }
 
     /// Whether an archive name such as `./a/b.log` is excluded.
     pub fn is_excluded(&self, name: &[u8]) -> bool {
+        let name = name.strip_prefix(b"./").unwrap_or(name);
+        if self.exact.iter().any(|e| e == name) {
+            return true;
+        }
         if self.globs.is_empty() {
             return false;
         }
-        let name = name.strip_prefix(b"./").unwrap_or(name);
         let mut start = 0;
         loop {
             let candidate = OsStr::from_bytes(&name[start..]);

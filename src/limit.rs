@@ -250,6 +250,10 @@ impl<S: Storage> Storage for Limited<S> {
         self.inner.parallel_reads()
     }
 
+    fn container_exists(&self) -> Result<bool> {
+        self.inner.container_exists()
+    }
+
     fn limits(&self) -> Result<Limits> {
         self.inner.limits()
     }

@@ -80,6 +80,9 @@ pub trait Storage: Send + Sync {
         1
     }
 
+    /// Whether the container itself exists (a directory, a Swift container).
+    fn container_exists(&self) -> Result<bool>;
+
     /// What this storage can hold.
     fn limits(&self) -> Result<Limits> {
         Ok(Limits::default())
@@ -222,6 +225,9 @@ impl<S: Storage + ?Sized> Storage for Arc<S> {
     fn parallel_reads(&self) -> usize {
         (**self).parallel_reads()
     }
+    fn container_exists(&self) -> Result<bool> {
+        (**self).container_exists()
+    }
     fn limits(&self) -> Result<Limits> {
         (**self).limits()
     }
@@ -323,6 +329,9 @@ impl<S: Storage> Storage for Hooked<S> {
     fn size(&self, key: &str) -> Result<Option<u64>> {
         (self.hook)(Op::Size, key)?;
         self.inner.size(key)
+    }
+    fn container_exists(&self) -> Result<bool> {
+        self.inner.container_exists()
     }
 }
 

@@ -237,6 +237,10 @@ impl Storage for LocalStorage {
         Ok(Box::new(file))
     }
 
+    fn container_exists(&self) -> Result<bool> {
+        Ok(self.root.is_dir())
+    }
+
     fn size(&self, key: &str) -> Result<Option<u64>> {
         let path = self.path(key)?;
         match fs::metadata(&path) {

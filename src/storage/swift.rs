@@ -507,6 +507,17 @@ impl Storage for SwiftStorage {
         self.0.concurrency
     }
 
+    fn container_exists(&self) -> Result<bool> {
+        let s = &self.0;
+        let c = s.container().to_string();
+        let r = s.client.request("HEAD", Target::Container(&c), "", &[], b"")?;
+        match r.status {
+            200 | 204 => Ok(true),
+            404 => Ok(false),
+            st => Err(s.fail(&format!("checking the container {c}"), st)),
+        }
+    }
+
     fn limits(&self) -> Result<Limits> {
         Ok(Limits { max_segment_size: Some(self.0.info().max_file_size), ..Limits::default() })
     }

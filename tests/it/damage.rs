@@ -149,3 +149,51 @@ fn a_backup_never_builds_on_a_truncated_parent() {
     assert!(err.contains("is damaged") && err.contains("starting a new chain"), "{err}");
     assert!(err.contains(&format!("{} bytes stored where {len} were written", len - 10)), "{err}");
 }
+
+#[test]
+fn where_the_data_goes_is_said() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    write(&src.join("f"), "x");
+    let c = src.join("backups");
+    // A container inside the tree is left out of it.
+    let out = freezer_ok([
+        "backup",
+        src.to_str().unwrap(),
+        "-N",
+        "w",
+        "-C",
+        c.to_str().unwrap(),
+        "--json",
+    ]);
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["container"], c.to_str().unwrap());
+    assert_eq!(summary["storage"], "local");
+    assert_eq!(summary["container_location"], format!("local directory {}", c.display()));
+    let out = freezer_ok(["backup", src.to_str().unwrap(), "-N", "w", "-C", c.to_str().unwrap()]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains(&format!("in local directory {}", c.display()))
+    );
+    let dest = t.path().join("r");
+    freezer_ok(["restore", dest.to_str().unwrap(), "-N", "w", "-C", c.to_str().unwrap()]);
+    assert!(!dest.join("backups").exists(), "the container was not backed up into itself");
+
+    // A container that does not exist: exit 4 naming it, nothing created.
+    let missing = t.path().join("no-such-container");
+    let m = missing.to_str().unwrap();
+    for args in [
+        vec!["list", "-C", m],
+        vec!["verify", "-C", m],
+        vec!["restore", dest.to_str().unwrap(), "--overwrite", "-C", m],
+    ] {
+        let out = freezer(&args);
+        assert_code(&out, 4);
+        assert!(
+            stderr(&out).contains(&format!("the container does not exist: local directory {m}")),
+            "{}",
+            stderr(&out)
+        );
+    }
+    assert!(!missing.exists());
+}

@@ -186,7 +186,7 @@ pub fn run(cli: Cli, profile: Profile, config_warnings: &[String]) -> Result<Exi
     // Built once: the lock, the backup and the prune after it share this storage.
     let container = common.container.clone().unwrap_or_else(|| profile.container().to_string());
     let kind = common.storage.unwrap_or(profile.storage());
-    let (base, base_reads) = storage::open(kind, &common.swift, container)?;
+    let (base, base_reads) = storage::open(kind, &common.swift, container.clone())?;
     let storage: Arc<dyn StorageWrite> = Arc::new(Limited::new(base, up, down));
     // Restore, list and verify also see the backups freezerc 1.0 left in a Swift container.
     let reads: Arc<dyn Storage> = Arc::new(Limited::new(base_reads, up, down));
@@ -199,10 +199,24 @@ pub fn run(cli: Cli, profile: Profile, config_warnings: &[String]) -> Result<Exi
     };
     check_name("--hostname", &hostname)?;
     check_name("--backup-name", &backup_name(&common, None))?;
+    if matches!(job, Job::Restore { .. } | Job::Verify(_) | Job::List)
+        && !reads.container_exists()?
+    {
+        bail!(freezer::Error::new(
+            freezer::ErrorKind::NotFound,
+            format!(
+                "the container does not exist: {}; check --container and --storage",
+                reads.describe()
+            )
+        ));
+    }
     match job {
         Job::Backup { path, flags, retention } => {
             let after = retention_policy(&retention, &KeepFlags::default())?;
-            let opts = backup_options(&common, &flags, profile, path, hostname)?;
+            let mut opts = backup_options(&common, &flags, profile, path, hostname)?;
+            if kind == StorageKind::Local {
+                exclude_container(&mut opts, Path::new(&container));
+            }
             // One run per host and backup name: a second one waits or fails clearly. A dry run
             // writes nothing, not even a lock.
             let wait = Some(std::time::Duration::from_secs(flags.lock_wait));
@@ -218,7 +232,7 @@ pub fn run(cli: Cli, profile: Profile, config_warnings: &[String]) -> Result<Exi
             let report = backup::run(&*storage, &opts, lock.as_ref());
             drop(status);
             let report = report?;
-            print_backup(&common, &opts, &report, &*storage)?;
+            print_backup(&common, &opts, &report, &*storage, &container)?;
             if let Some(policy) = after {
                 // freezerc 1.0: one cron line backs up, then cleans up (chain-safe).
                 let layouts = [report.layout.clone()];
@@ -288,6 +302,23 @@ pub fn run(cli: Cli, profile: Profile, config_warnings: &[String]) -> Result<Exi
             list::objects(&*storage)?;
             Ok(Exit::Ok)
         }
+    }
+}
+
+/// A local container inside the tree being backed up is left out of it (else `freezer backup
+/// /var` into `/var/backups/freezer` would store every earlier backup again, each night).
+fn exclude_container(opts: &mut BackupOptions, container: &Path) {
+    let Ok(container) = std::path::absolute(container) else { return };
+    let inside = container.canonicalize().unwrap_or(container);
+    let source = opts.path.canonicalize().unwrap_or_else(|_| opts.path.clone());
+    if let Ok(rel) = inside.strip_prefix(&source)
+        && !rel.as_os_str().is_empty()
+    {
+        log::info!(
+            "the container {} is inside the path to back up: it is left out of the backup",
+            inside.display()
+        );
+        opts.scan.excludes.add_exact(rel);
     }
 }
 
@@ -475,12 +506,13 @@ fn print_backup(
     opts: &BackupOptions,
     r: &BackupReport,
     storage: &dyn Storage,
+    container: &str,
 ) -> Result<()> {
     let s = &r.scan;
     let parent = r.parent.map(|p| format!(" on {}", p.name())).unwrap_or_default();
     let verb = if r.dry_run { "would store" } else { "stored" };
     let line = format!(
-        "backup {}/{} level {}{parent}: {} new, {} changed, {} unchanged files, {} dirs; read {}, {verb} {} in {:.1}s{}",
+        "backup {}/{} level {}{parent}: {} new, {} changed, {} unchanged files, {} dirs; read {}, {verb} {} in {} in {:.1}s{}",
         r.layout.host_backup(),
         r.id.name(),
         r.id.level,
@@ -490,6 +522,7 @@ fn print_backup(
         s.dirs,
         ui::human(r.bytes_read),
         ui::human(r.stored),
+        storage.describe(),
         r.seconds,
         if r.unreadable > 0 {
             format!("; {} files could not be read (see warnings)", r.unreadable)
@@ -504,7 +537,9 @@ fn print_backup(
             "action": "backup",
             "backup_name": opts.backup_name,
             "hostname": opts.hostname,
-            "container": storage.describe(),
+            // As given, so it can be passed back as --container (freezer-agent's meaning).
+            "container": container,
+            "container_location": storage.describe(),
             "storage": storage.kind(),
             "mode": "fs",
             "backup_media": "fs",

@@ -22,7 +22,21 @@ pub fn open(
 ) -> Result<(Arc<dyn StorageWrite>, Arc<dyn Storage>)> {
     match kind {
         StorageKind::Local => {
-            let local = Arc::new(LocalStorage::new(Path::new(&container))?);
+            let given = Path::new(&container);
+            let path = std::path::absolute(given).unwrap_or_else(|_| given.to_path_buf());
+            if given.is_relative() {
+                log::warn!(
+                    "the container '{container}' is a relative path: it is the local directory \
+                     {} (from the current directory); give an absolute path{}",
+                    path.display(),
+                    if container.contains('/') {
+                        ""
+                    } else {
+                        ", or --storage swift if it is a Swift container"
+                    }
+                );
+            }
+            let local = Arc::new(LocalStorage::new(&path)?);
             Ok((local.clone(), local))
         }
         StorageKind::Swift => {

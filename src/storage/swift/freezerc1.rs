@@ -217,6 +217,10 @@ impl Storage for Freezerc1View {
     fn parallel_reads(&self) -> usize {
         self.swift.parallel_reads()
     }
+
+    fn container_exists(&self) -> Result<bool> {
+        self.swift.container_exists()
+    }
 }
 
 #[cfg(test)]
