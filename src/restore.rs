@@ -43,6 +43,8 @@ pub struct RestoreReport {
     pub members: u64,
     pub bytes: u64,
     pub seconds: f64,
+    /// What could not be restored as the archive says (the restore went on).
+    pub problems: Vec<String>,
 }
 
 /// Restore the chain selected by `opts` from `storage`.
@@ -84,6 +86,7 @@ pub fn run(storage: &dyn Storage, opts: &RestoreOptions) -> Result<RestoreReport
         members: 0,
         bytes: 0,
         seconds: 0.0,
+        problems: Vec::new(),
     };
     if opts.dry_run {
         for b in &chain {
@@ -116,6 +119,7 @@ pub fn run(storage: &dyn Storage, opts: &RestoreOptions) -> Result<RestoreReport
         report.members += members;
         report.bytes += bytes;
     }
+    report.problems = target.problems().to_vec();
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
 }

@@ -69,6 +69,8 @@ pub struct Target {
     is_root: bool,
     users: HashMap<Vec<u8>, Option<u32>>,
     groups: HashMap<Vec<u8>, Option<u32>>,
+    /// What could not be restored as the archive says, though the restore went on.
+    problems: Vec<String>,
 }
 
 /// What to do with an existing directory where a member goes.
@@ -105,7 +107,14 @@ impl Target {
             is_root: nix::unistd::geteuid().is_root(),
             users: HashMap::new(),
             groups: HashMap::new(),
+            problems: Vec::new(),
         })
+    }
+
+    /// What could not be restored as the archive says (each also logged as a warning): the
+    /// restore is then incomplete and says so with its exit code.
+    pub fn problems(&self) -> &[String] {
+        &self.problems
     }
 
     /// True when the directory has no entries (restore refuses a non-empty dir w/o --overwrite).

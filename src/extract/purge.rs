@@ -131,16 +131,18 @@ impl Target {
         let fail = |e: io::Error| Error::io(what.clone(), e);
         // GNU tar reports a missing source and goes on; the directory's own member recreates
         // what is needed. (It happens when an inode number was reused for a new directory.)
-        let missing = || {
-            log::warn!("{what}: the source does not exist; not renamed");
+        let missing = |problems: &mut Vec<String>| {
+            let problem = format!("{what}: the source does not exist; not renamed");
+            log::warn!("{problem}");
+            problems.push(problem);
             Ok(())
         };
         let Some(src_dir) = self.walker.dir(subject, src_parent, false)? else {
-            return missing();
+            return missing(&mut self.problems);
         };
         let src_dir = src_dir.try_clone_to_owned().map_err(fail)?;
         if lstat_at(src_dir.as_fd(), src_leaf).map_err(|e| fail(io::Error::from(e)))?.is_none() {
-            return missing();
+            return missing(&mut self.problems);
         }
         let res = match self.walker.dir(subject, dst_parent, true)? {
             Some(dst_dir) => renameat(src_dir.as_fd(), *src_leaf, dst_dir, *dst_leaf),
@@ -153,6 +155,16 @@ impl Target {
     /// Delete the entries of directory `dir` (member `comps`) that `dumpdir` does not keep.
     fn purge(&mut self, dir: OwnedFd, comps: &[&[u8]], dumpdir: &Dumpdir) -> Result<()> {
         let path = join(comps);
+        let dev = |fd| nix::sys::stat::fstat(fd).map(|st| st.st_dev);
+        let root_dev = dev(self.walker.root.as_fd());
+        if root_dev.is_ok() && dev(dir.as_fd()).ok() != root_dev.ok() {
+            log::warn!(
+                "not purging '{}': another file system is mounted there; what the backup does \
+                 not list in it stays",
+                show(&path)
+            );
+            return Ok(());
+        }
         let names =
             list_names(dir.as_fd()).map_err(|e| io_err(&self.root, "list directory", &path, e))?;
         let mut writable = false;

@@ -387,6 +387,8 @@ fn renames_then_purges() {
     let keep = [(Flag::Dir, "a"), (Flag::Dir, "b")];
     t.apply_dumpdir(b"./", &dumpdir(&keep, vec![mv("./zz", "./yy")])).unwrap();
     assert!(!env.root.join("yy").exists());
+    assert_eq!(t.problems().len(), 1, "reported, so the restore says it is incomplete");
+    assert!(t.problems()[0].contains("zz") && t.problems()[0].contains("not renamed"));
     assert!(!env.root.join("new").exists(), "purged");
     assert!(env.root.join("a/fb").exists());
 }
@@ -447,4 +449,31 @@ fn ownership_and_devices() {
         assert_eq!(md("named").uid(), me);
         assert!(!env.root.join("null").exists(), "devices are skipped when not root");
     }
+}
+
+/// A file system mounted inside the restore directory is not emptied by a purge (GNU tar
+/// would delete its contents), nor by replacing the directory with a file.
+#[test]
+fn purges_stop_at_mount_points() {
+    let env = Env::new();
+    let mut t = env.target();
+    file(&mut t, b"keep/f", b"k").unwrap();
+    fs::create_dir_all(env.root.join("mnt")).unwrap();
+    let mnt = env.root.join("mnt");
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "freezer-test"])
+        .arg(&mnt)
+        .status()
+        .expect("run mount");
+    assert!(mounted.success(), "this test mounts a tmpfs: it needs root");
+    fs::write(mnt.join("precious"), b"on another file system").unwrap();
+    fs::create_dir(mnt.join("sub")).unwrap();
+    let purge = t.apply_dumpdir(b"./", &dumpdir(&[(Flag::Dir, "keep")], vec![]));
+    let file_over = file(&mut t, b"mnt", b"a file where the mount is");
+    let still = fs::read(mnt.join("precious"));
+    std::process::Command::new("umount").arg(&mnt).status().unwrap();
+    purge.unwrap();
+    assert_eq!(still.unwrap(), b"on another file system");
+    assert!(file_over.is_err(), "the mount point is not replaced");
+    assert!(env.root.join("keep/f").exists());
 }

@@ -179,6 +179,16 @@ pub(super) fn remove_tree(parent: BorrowedFd, name: &[u8], path: &[u8]) -> Resul
     let Some(st) = lstat_at(parent, name).map_err(|e| fail("inspect", e))? else {
         return Ok(());
     };
+    // Never across a mount point: GNU tar would empty the mounted file system here.
+    let here = nix::sys::stat::fstat(parent).map_err(|e| fail("inspect the directory of", e))?;
+    if st.st_dev != here.st_dev {
+        log::warn!(
+            "not removing '{}': another file system is mounted there (the backup does not \
+             have it); unmount it first if it must go",
+            show(path)
+        );
+        return Ok(());
+    }
     if kind(&st) != SFlag::S_IFDIR {
         return unlinkat(parent, name, UnlinkatFlags::NoRemoveDir).map_err(|e| fail("remove", e));
     }

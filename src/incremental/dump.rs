@@ -14,6 +14,7 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::incremental::dumpdir::Flag;
+use crate::incremental::scan::Children;
 use crate::incremental::scan::{Plan, Warning};
 use crate::interrupt::{self, Interruptible};
 use crate::tar::{self, Header, Kind, TarWriter};
@@ -59,7 +60,14 @@ pub fn dump<W: Write>(
         let dumpdir = dir.dumpdir.encode();
         let owner = d.names.owner(&dir.meta);
         let h = header(&name, &dir.meta, &owner);
-        d.write(&h, Kind::Dumpdir { dumpdir: &dumpdir }, None, &dir.path)?;
+        // A mount point (another file system, contents left out) is a plain directory: GNU
+        // tar writes it as an empty dumpdir, and restoring that deletes whatever is mounted
+        // there then. A plain directory is created, never purged.
+        let kind = match dir.children {
+            Children::None => Kind::Dir,
+            _ => Kind::Dumpdir { dumpdir: &dumpdir },
+        };
+        d.write(&h, kind, None, &dir.path)?;
     }
     for (i, dir) in plan.dirs.iter().enumerate() {
         for (flag, entry) in &dir.dumpdir.entries {

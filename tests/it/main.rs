@@ -11,6 +11,7 @@ mod freezerc;
 mod gnu;
 mod hostile;
 mod keys;
+mod mounts;
 mod ops;
 mod property;
 mod prune;

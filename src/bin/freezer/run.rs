@@ -271,6 +271,14 @@ pub fn run(cli: Cli, profile: Profile, config_warnings: &[String]) -> Result<Exi
             drop(status);
             let report = report?;
             print_restore(&common, &opts, &report)?;
+            if !report.problems.is_empty() {
+                log::warn!(
+                    "the restore is incomplete: {} entries could not be restored as the backup \
+                     says (listed above)",
+                    report.problems.len()
+                );
+                return Ok(Exit::Warnings);
+            }
             Ok(Exit::Ok)
         }
         Job::Prune { retention, keep } => {
