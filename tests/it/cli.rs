@@ -414,3 +414,38 @@ fn config_file_as_freezer_scheduler_writes_it_and_the_command_line_wins() {
     assert_code(&out, 2);
     assert!(stderr(&out).contains("incremental"), "{}", stderr(&out));
 }
+
+#[test]
+fn long_options_may_be_shortened_to_a_unique_prefix() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    write(&src.join("f"), "x");
+    let c = t.path().join("c");
+    let (s, cs) = (src.to_str().unwrap(), c.to_str().unwrap());
+    // freezer-agent job lines written for argparse use shortened options.
+    let out = freezer_ok([
+        "--action",
+        "backup",
+        "--path-to-b",
+        s,
+        "--compress",
+        "gzip",
+        "-C",
+        cs,
+        "-N",
+        "p",
+        "--json",
+    ]);
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["compression"], "gzip");
+    freezer_ok(["backup", s, "--max-lev", "2", "-C", cs, "-N", "p"]);
+    let out = freezer(["--action", "backup", "--path-to-backup", s, "--re", "3", "-C", cs]);
+    assert_code(&out, 2);
+    let err = stderr(&out);
+    assert!(
+        err.contains("--re is ambiguous")
+            && err.contains("--remove-older-than")
+            && err.contains("--restore-abs-path"),
+        "{err}"
+    );
+}

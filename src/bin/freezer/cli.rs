@@ -17,7 +17,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
         the same code. Called as `freezer-agent`, the defaults are freezer-agent's.",
     after_help = EXIT_CODES,
     args_conflicts_with_subcommands = true,
-    args_override_self = true
+    args_override_self = true,
+    infer_long_args = true
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -88,7 +89,7 @@ pub enum Command {
 }
 
 #[derive(Args, Debug)]
-#[command(args_override_self = true)]
+#[command(args_override_self = true, infer_long_args = true)]
 pub struct VerifyCmd {
     #[command(flatten)]
     pub common: Common,
@@ -107,7 +108,7 @@ pub struct VerifyCmd {
 }
 
 #[derive(Args, Debug)]
-#[command(args_override_self = true)]
+#[command(args_override_self = true, infer_long_args = true)]
 pub struct PruneCmd {
     #[command(flatten)]
     pub common: Common,
@@ -118,7 +119,7 @@ pub struct PruneCmd {
 }
 
 #[derive(Args, Debug)]
-#[command(args_override_self = true)]
+#[command(args_override_self = true, infer_long_args = true)]
 pub struct BackupCmd {
     /// Directory (or single file) to back up.
     #[arg(value_name = "PATH", required_unless_present = "path_to_backup")]
@@ -136,7 +137,7 @@ pub struct BackupCmd {
 }
 
 #[derive(Args, Debug)]
-#[command(args_override_self = true)]
+#[command(args_override_self = true, infer_long_args = true)]
 pub struct RestoreCmd {
     /// Directory to restore into (created if missing).
     #[arg(value_name = "DIR", required_unless_present = "restore_abs_path")]
@@ -150,7 +151,7 @@ pub struct RestoreCmd {
 }
 
 #[derive(Args, Debug)]
-#[command(args_override_self = true)]
+#[command(args_override_self = true, infer_long_args = true)]
 pub struct ListCmd {
     #[command(flatten)]
     pub common: Common,

@@ -6,6 +6,7 @@ mod exit;
 mod generate;
 mod list;
 mod logger;
+mod prefix;
 mod prune;
 mod run;
 mod storage;
@@ -32,6 +33,10 @@ fn main() -> ExitCode {
             return exit::for_error(&err).into();
         }
     };
+    if let Err(err) = prefix::check(&args, &cli::Cli::command()) {
+        eprintln!("freezer: error: {err:#}");
+        return exit::for_error(&err).into();
+    }
     let cli = cli::Cli::parse_from(args);
     let quiet = run::is_quiet(&cli);
     match run::run(cli, profile, &warnings) {
