@@ -197,6 +197,10 @@ pub struct Common {
     #[arg(long, value_name = "FILE")]
     pub log_file: Option<PathBuf>,
 
+    /// Log to DIR/freezer.log (freezer-agent.log when called so), unless --log-file is given.
+    #[arg(long, value_name = "DIR")]
+    pub log_dir: Option<PathBuf>,
+
     /// Lowest level written to the log file: error, warn, info (default) or debug.
     #[arg(long, value_name = "LEVEL")]
     pub log_level: Option<log::LevelFilter>,
@@ -315,8 +319,9 @@ pub struct SwiftFlags {
     /// Retries of a failed storage request (with exponential backoff).
     #[arg(long, value_name = "N", default_value_t = 6)]
     pub storage_retries: u32,
-    /// Give up on a storage request that sends or receives nothing for SECONDS.
-    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    /// Give up on a storage request that sends or receives nothing for SECONDS
+    /// (freezer-agent's --timeout).
+    #[arg(long, visible_alias = "timeout", value_name = "SECONDS", default_value_t = 60)]
     pub storage_timeout: u64,
 }
 
@@ -338,8 +343,15 @@ pub struct BackupFlags {
     pub mode: Option<String>,
 
     /// Backup engine; only tar.
-    #[arg(long, value_name = "ENGINE")]
+    #[arg(short = 'e', long, value_name = "ENGINE")]
     pub engine: Option<String>,
+
+    /// Run sync(2) first, so that what applications wrote is on disk (freezer-agent's
+    /// default; --nosync to skip).
+    #[arg(long, overrides_with = "no_sync")]
+    pub sync: bool,
+    #[arg(long = "nosync", hide = true, overrides_with = "sync")]
+    pub no_sync: bool,
 
     /// Make incremental backups (implied by --max-level / --always-level).
     #[arg(long, overrides_with = "no_incremental")]
@@ -365,7 +377,7 @@ pub struct BackupFlags {
     pub compression: Option<String>,
 
     /// Segment size in bytes (K, M, G suffixes allowed); bounds memory use. Default 32M.
-    #[arg(short = 'M', long, value_name = "BYTES")]
+    #[arg(short = 'M', long, visible_alias = "max-seg-size", value_name = "BYTES")]
     pub max_segment_size: Option<String>,
 
     /// Leave out names matching this pattern (GNU tar --exclude rules); repeatable.
@@ -442,9 +454,11 @@ impl Unsupported {
     /// The first option given that this version does not support.
     pub fn first(&self) -> Option<&'static str> {
         // The agent's --snapshot is a string option: any non-empty value turns LVM on.
+        // `--snapshot False` (a job file's way to say no) is off.
         self.snapshot
             .as_deref()
-            .filter(|v| !v.trim().is_empty())
+            .map(str::trim)
+            .filter(|v| !matches!(*v, "" | "False" | "false" | "None" | "no" | "0"))
             .map(|_| "--snapshot (LVM snapshots)")
     }
 }

@@ -38,6 +38,16 @@ pub fn expand(args: Vec<OsString>, cli: &Command) -> Result<(Vec<OsString>, Vec<
         if long == "config" || value.is_empty() || value == "None" {
             continue;
         }
+        if let Some((name, _, treat)) = crate::args::agent_only(&long) {
+            match treat {
+                crate::args::Treat::NotYet(what) => bail!(freezer::Error::usage(format!(
+                    "--config {}: '{key}' (--{name}, {what}) is not supported yet by this \
+                     version of freezer",
+                    Path::new(&path).display()
+                ))),
+                crate::args::Treat::Same => continue,
+            }
+        }
         let Some(arg) = cmd.get_arguments().find(|a| a.get_long() == Some(long.as_str())) else {
             let longs = cmd.get_arguments().filter_map(|a| a.get_long());
             match closest(&long, longs) {

@@ -1,12 +1,12 @@
 //! The `freezer` binary: parse, run one action, print a summary, exit with a documented code.
 
+mod args;
 mod cli;
 mod config;
 mod exit;
 mod generate;
 mod list;
 mod logger;
-mod prefix;
 mod prune;
 mod run;
 mod storage;
@@ -33,10 +33,13 @@ fn main() -> ExitCode {
             return exit::for_error(&err).into();
         }
     };
-    if let Err(err) = prefix::check(&args, &cli::Cli::command()) {
-        eprintln!("freezer: error: {err:#}");
-        return exit::for_error(&err).into();
-    }
+    let args = match args::prepare(args, &cli::Cli::command()) {
+        Ok(args) => args,
+        Err(err) => {
+            eprintln!("freezer: error: {err:#}");
+            return exit::for_error(&err).into();
+        }
+    };
     let cli = cli::Cli::parse_from(args);
     let quiet = run::is_quiet(&cli);
     match run::run(cli, profile, &warnings) {

@@ -143,7 +143,11 @@ pub fn run(cli: Cli, profile: Profile, config_warnings: &[String]) -> Result<Exi
             (cli.common, cli.unsupported, job)
         }
     };
-    let log_file = common.log_file.clone().or_else(|| match profile {
+    let from_dir = common.log_dir.as_ref().map(|d| match profile {
+        Profile::Agent => d.join("freezer-agent.log"),
+        Profile::Freezer => d.join("freezer.log"),
+    });
+    let log_file = common.log_file.clone().or(from_dir).or_else(|| match profile {
         // freezer-agent always logs to ~/.freezer/freezer.log unless told otherwise.
         Profile::Agent => {
             std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".freezer/freezer.log"))
@@ -214,6 +218,10 @@ pub fn run(cli: Cli, profile: Profile, config_warnings: &[String]) -> Result<Exi
         Job::Backup { path, flags, retention } => {
             let after = retention_policy(&retention, &KeepFlags::default())?;
             let mut opts = backup_options(&common, &flags, profile, path, hostname)?;
+            if !opts.dry_run && (flags.sync || (profile == Profile::Agent && !flags.no_sync)) {
+                // As freezer-agent: flush what applications wrote before reading it.
+                nix::unistd::sync();
+            }
             if kind == StorageKind::Local {
                 exclude_container(&mut opts, Path::new(&container));
             }

@@ -1,0 +1,216 @@
+//! The command line before clap sees it.
+//!
+//! - Long options may be shortened to a unique prefix, as freezer-agent's argparse allows
+//!   (`--compress gzip`); clap expands unique ones (`infer_long_args`). An ambiguous prefix is
+//!   refused here, listing what it could mean (clap would only say "unexpected argument").
+//! - Every option of freezer-agent 19 and freezerc 1.0.8 is known: the ones this version does
+//!   not implement are refused by name ("not supported yet"), never with clap's "unexpected
+//!   argument" and a wrong tip; the few that ask for what happens anyway are dropped.
+
+use std::ffi::OsString;
+
+use anyhow::{Result, bail};
+use clap::Command;
+
+/// What to do with an agent option clap does not define.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Treat {
+    /// Refused: "not supported yet", with what the option is for.
+    NotYet(&'static str),
+    /// Asks for what freezer does anyway: dropped (with its value).
+    Same,
+}
+
+use Treat::{NotYet, Same};
+
+/// freezer-agent 19's and freezerc 1.0.8's options that clap does not define:
+/// (long name, takes a value, treatment).
+pub const AGENT_ONLY: &[(&str, bool, Treat)] = &[
+    ("access-key", true, NotYet("S3 storage")),
+    ("secret-key", true, NotYet("S3 storage")),
+    ("endpoint", true, NotYet("S3 storage")),
+    ("ssh-host", true, NotYet("SSH storage")),
+    ("ssh-key", true, NotYet("SSH storage")),
+    ("ssh-password", true, NotYet("SSH storage")),
+    ("ssh-port", true, NotYet("SSH storage")),
+    ("ssh-username", true, NotYet("SSH storage")),
+    ("ftp-host", true, NotYet("FTP storage")),
+    ("ftp-username", true, NotYet("FTP storage")),
+    ("ftp-password", true, NotYet("FTP storage")),
+    ("ftp-port", true, NotYet("FTP storage")),
+    ("ftp-keyfile", true, NotYet("FTP storage")),
+    ("ftp-certfile", true, NotYet("FTP storage")),
+    ("lvm-srcvol", true, NotYet("LVM snapshots")),
+    ("lvm-volgroup", true, NotYet("LVM snapshots")),
+    ("lvm-snapname", true, NotYet("LVM snapshots")),
+    ("lvm-snapsize", true, NotYet("LVM snapshots")),
+    ("lvm-snap-perm", true, NotYet("LVM snapshots")),
+    ("lvm-dirmount", true, NotYet("LVM snapshots")),
+    ("mysql-conf", true, NotYet("the MySQL mode")),
+    ("sql-server-conf", true, NotYet("the SQL Server mode")),
+    ("cinder-vol-id", true, NotYet("Cinder backups")),
+    ("cinder-vol-name", true, NotYet("Cinder backups")),
+    ("cinderbrick-vol-id", true, NotYet("Cinder backups")),
+    ("cindernative-vol-id", true, NotYet("Cinder backups")),
+    ("cindernative-backup-id", true, NotYet("Cinder backups")),
+    ("cindernative-backup-az", true, NotYet("Cinder backups")),
+    ("cindernative-backup-container", true, NotYet("Cinder backups")),
+    ("cindernative-freezer-only", false, NotYet("Cinder backups")),
+    ("nocindernative-freezer-only", false, Same),
+    ("fullbackup-rotation", true, NotYet("Cinder backups")),
+    ("nova-inst-id", true, NotYet("Nova backups")),
+    ("nova-inst-name", true, NotYet("Nova backups")),
+    ("nova-restore-network", true, NotYet("Nova backups")),
+    ("glance-image-id", true, NotYet("Glance backups")),
+    ("glance-image-name", true, NotYet("Glance backups")),
+    ("glance-image-name-filter", true, NotYet("Glance backups")),
+    ("temp-resource-prefix", true, NotYet("OpenStack resource backups")),
+    ("remove-before-date", true, NotYet("Cinder backups")),
+    ("rsync-block-size", true, NotYet("the rsync engines")),
+    ("consistency-check", false, NotYet("consistency checksums")),
+    ("noconsistency-check", false, Same),
+    ("consistency-checksum", true, NotYet("consistency checksums")),
+    ("use-journal", false, NotYet("logging to the journal (use --log-file, or run under systemd)")),
+    ("use-json", false, NotYet("JSON log lines (--json prints the summary as JSON)")),
+    ("use-syslog", false, NotYet("logging to syslog (use --log-file)")),
+    ("syslog-log-facility", true, NotYet("logging to syslog (use --log-file)")),
+    (
+        "log-config-append",
+        true,
+        NotYet("Python logging configuration (use --log-file, --log-level)"),
+    ),
+    ("log-config", true, NotYet("Python logging configuration (use --log-file, --log-level)")),
+    ("log-date-format", true, NotYet("log date formats")),
+    ("config-file", true, NotYet("oslo.config files (use --config, freezer-agent's job files)")),
+    ("config-dir", true, NotYet("oslo.config files (use --config, freezer-agent's job files)")),
+    ("command", true, NotYet("the exec action (run the command directly)")),
+    ("shell_completion", true, NotYet("this (use `freezer generate completions SHELL`)")),
+    ("nouse-journal", false, Same),
+    ("nouse-json", false, Same),
+    ("nouse-syslog", false, Same),
+    ("nodebug", false, Same),
+    // freezer-api's id of a backup the scheduler pre-allocated; only the API uses it.
+    ("backup-id", true, Same),
+    // freezerc 1.0.8.
+    ("get-object", true, NotYet("--get-object (freezerc 1.0 never implemented it either)")),
+    ("dst-file", true, NotYet("--dst-file (freezerc 1.0 never implemented it either)")),
+    ("upload", false, Same),
+    ("no-incremental", false, Same),
+];
+
+/// An agent-only option by its long name.
+pub fn agent_only(long: &str) -> Option<(&'static str, bool, Treat)> {
+    let long = long.replace('_', "-");
+    AGENT_ONLY.iter().copied().find(|(name, ..)| name.replace('_', "-") == long)
+}
+
+/// Check `args` and drop the agent options that change nothing; the result goes to clap.
+pub fn prepare(args: Vec<OsString>, cmd: &Command) -> Result<Vec<OsString>> {
+    let sub = args.get(1).and_then(|a| a.to_str()).and_then(|n| cmd.find_subcommand(n));
+    let cmd = sub.unwrap_or(cmd);
+    let mut longs: Vec<String> = Vec::new();
+    for a in cmd.get_arguments() {
+        longs.extend(a.get_long().map(str::to_string));
+        longs.extend(a.get_all_aliases().into_iter().flatten().map(str::to_string));
+    }
+    longs.extend(["help".to_string(), "version".to_string()]);
+    let known = |n: &str| longs.iter().any(|l| l == n) || agent_only(n).is_some();
+    let mut out = Vec::with_capacity(args.len());
+    let mut it = args.into_iter();
+    out.extend(it.next());
+    while let Some(arg) = it.next() {
+        let Some(text) = arg.to_str().map(str::to_string) else {
+            out.push(arg);
+            continue;
+        };
+        if text == "--" {
+            out.push(arg);
+            out.extend(it);
+            break;
+        }
+        // freezerc 1.0.8's -U (--upload) could not be turned off: it changes nothing.
+        if text == "-U" {
+            continue;
+        }
+        let Some(body) = text.strip_prefix("--") else {
+            out.push(arg);
+            continue;
+        };
+        let (name, inline) = match body.split_once('=') {
+            Some((n, v)) => (n.to_string(), Some(v.to_string())),
+            None => (body.to_string(), None),
+        };
+        let full =
+            if name.is_empty() || known(&name) { name.clone() } else { expand(&name, &longs)? };
+        match agent_only(&full) {
+            Some((long, _, NotYet(what))) => bail!(freezer::Error::usage(format!(
+                "--{long} ({what}) is not supported yet by this version of freezer"
+            ))),
+            Some((_, takes_value, Same)) => {
+                if takes_value && inline.is_none() {
+                    it.next();
+                }
+            }
+            None => out.push(arg),
+        }
+    }
+    Ok(out)
+}
+
+/// The one option `prefix` starts (clap's or the agent's); an error when several.
+fn expand(prefix: &str, longs: &[String]) -> Result<String> {
+    let mut candidates: Vec<String> = longs
+        .iter()
+        .map(String::as_str)
+        .chain(AGENT_ONLY.iter().map(|(n, ..)| *n))
+        .filter(|l| l.starts_with(prefix))
+        .map(str::to_string)
+        .collect();
+    candidates.sort();
+    candidates.dedup();
+    match candidates.len() {
+        0 => Ok(prefix.to_string()),
+        1 => Ok(candidates.remove(0)),
+        _ => {
+            let list = candidates.iter().map(|c| format!("--{c}")).collect::<Vec<_>>().join(", ");
+            bail!(freezer::Error::usage(format!(
+                "--{prefix} is ambiguous: it could be {list}; write more of it"
+            )))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn prep(args: &[&str]) -> Result<Vec<String>> {
+        let args: Vec<OsString> =
+            std::iter::once("freezer").chain(args.iter().copied()).map(OsString::from).collect();
+        let out = prepare(args, &crate::cli::Cli::command())?;
+        Ok(out.into_iter().skip(1).map(|a| a.into_string().unwrap()).collect())
+    }
+
+    #[test]
+    fn agent_only_options() {
+        let err = prep(&["--lvm-srcvol", "/dev/vg/lv"]).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "--lvm-srcvol (LVM snapshots) is not supported yet by this version of freezer"
+        );
+        let err = prep(&["--mysql-c=/etc/my.cnf"]).unwrap_err().to_string();
+        assert!(err.starts_with("--mysql-conf (the MySQL mode)"), "{err}");
+        assert_eq!(
+            prep(&["--nodebug", "--backup-id", "abc", "-U", "--upload", "-N", "x"]).unwrap(),
+            ["-N", "x"]
+        );
+        assert_eq!(prep(&["--compress", "gzip"]).unwrap(), ["--compress", "gzip"]);
+        assert!(prep(&["--re", "3"]).unwrap_err().to_string().contains("ambiguous"));
+        // No clap option is in the table.
+        let cmd = crate::cli::Cli::command();
+        for a in cmd.get_arguments() {
+            assert!(a.get_long().is_none_or(|l| agent_only(l).is_none()), "{:?}", a.get_long());
+        }
+    }
+}
