@@ -48,6 +48,8 @@ pub struct BackupOptions {
     /// Plaintext copies of snapshots encrypted to recipients, so that the next level can be
     /// taken by a host that cannot decrypt its own backups.
     pub state_dir: Option<PathBuf>,
+    /// Compute freezer-agent's consistency checksum of the tree first (`--consistency-check`).
+    pub consistency_check: bool,
 }
 
 /// What a backup did.
@@ -62,6 +64,8 @@ pub struct BackupReport {
     pub unreadable: u64,
     pub stored: u64,
     pub warnings: Vec<Warning>,
+    /// freezer-agent's checksum of the tree, with `consistency_check`.
+    pub consistency_checksum: Option<String>,
     pub seconds: f64,
     pub dry_run: bool,
 }
@@ -115,7 +119,8 @@ pub fn run(
         parent.map(|p| p.id.name()).unwrap_or_else(|| "nothing (new chain)".into())
     );
     let mut id = catalog::new_id(&all, &next, now);
-    while storage.exists(&layout.data_dir(&id))? {
+    // A listing, not `exists`: a data dir is a prefix, never an object (one request, not two).
+    while !storage.list(&layout.data_dir(&id))?.is_empty() {
         // A crashed run left data without metadata in this second: take the next one.
         id.timestamp += 1;
         if id.level == 0 {
@@ -123,6 +128,15 @@ pub fn run(
         }
     }
 
+    // As freezer-agent: the checksum of the tree as it is before the backup reads it.
+    let consistency = match opts.consistency_check {
+        true => Some(crate::checksum::compute(
+            &opts.path,
+            &opts.scan.excludes,
+            !opts.scan.follow_symlinks,
+        )?),
+        false => None,
+    };
     progress::set_phase(Phase::Scanning);
     let plan = scan::scan(&opts.path, old.as_ref(), &opts.scan).map_err(|e| {
         Error::io(format!("cannot read the path to back up {}", opts.path.display()), e)
@@ -138,7 +152,9 @@ pub fn run(
         let mut tar = TarWriter::new(enc);
         let report = dump::dump(&plan, &mut tar, &opts.dump)?;
         let stored = tar.finish().and_then(|e| e.finish()).map_err(enc_err)?.0;
-        return Ok(finish_report(id, parent, layout, plan, report, stored, started, true));
+        let mut r = finish_report(id, parent, layout, plan, report, stored, started, true);
+        r.consistency_checksum = consistency;
+        return Ok(r);
     }
 
     let upload = SharedUpload::new(storage.create(&layout.data_key(&id))?);
@@ -177,7 +193,7 @@ pub fn run(
             return Err(e.context(format!("backup of {} failed", opts.path.display())));
         }
     };
-    let meta = metadata(
+    let mut meta = metadata(
         opts,
         storage.kind(),
         &id,
@@ -188,6 +204,7 @@ pub fn run(
         &report,
         started,
     );
+    meta.consistency_checksum = consistency.clone();
     if let Some(lock) = lock.filter(|l| l.is_lost()) {
         discard(storage, &layout, &id, &upload);
         return Err(Error::new(
@@ -205,7 +222,9 @@ pub fn run(
         discard(storage, &layout, &id, &upload);
         return Err(e.context(format!("backup of {} failed", opts.path.display())));
     }
-    Ok(finish_report(id, parent, layout, plan, report, stream.size, started, false))
+    let mut r = finish_report(id, parent, layout, plan, report, stream.size, started, false);
+    r.consistency_checksum = consistency;
+    Ok(r)
 }
 
 /// What is wrong with the stored data of `parent` or its ancestors, checked cheaply: the size
@@ -402,6 +421,7 @@ fn finish_report(
         warnings,
         seconds: started.elapsed().as_secs_f64(),
         dry_run,
+        consistency_checksum: None,
     }
 }
 

@@ -12,6 +12,7 @@
 
 pub mod backup;
 pub mod catalog;
+pub mod checksum;
 pub mod compress;
 pub mod crypt;
 pub mod error;

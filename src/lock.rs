@@ -10,7 +10,7 @@
 //!
 //! Races, kept small rather than impossible:
 //! - Creating: [`StorageWrite::create_new`] is atomic (a hard link locally, `If-None-Match: *`
-//!   on Swift); the object is still read back to see who won, for storages where it is not.
+//!   on Swift); a lost reply to it is recognised by the token when the retry finds the lock.
 //! - Taking over a stale lock: the holder is read again just before deleting it, then the
 //!   lock is created anew; another taker acting in those few milliseconds can delete the lock
 //!   just created. Both would then have to have found the same holder stale at the same moment.
@@ -123,14 +123,9 @@ impl Lock {
         loop {
             crate::interrupt::check()?;
             let fresh = Holder { refreshed: now(), ..mine.clone() };
+            // `create_new` is atomic on every storage: stored means ours.
             if storage.create_new(&key, &to_json(&fresh)?)? {
-                match read_holder(&*storage, &key)? {
-                    Some(h) if h.token == mine.token => {
-                        return Lock::start(storage, key, fresh, opts.stale_after);
-                    }
-                    // Another run got in between the check and the write; it has the lock.
-                    _ => continue,
-                }
+                return Lock::start(storage, key, fresh, opts.stale_after);
             }
             let Some(holder) = read_holder(&*storage, &key)? else {
                 // Released between our attempt and the read: try again at once.

@@ -33,6 +33,8 @@ pub struct RestoreOptions {
     pub key: Option<Arc<DecryptKey>>,
     /// Force openssl's key-derivation digest (`--openssl-md`) instead of detecting it.
     pub openssl_md: Option<Md>,
+    /// freezer-agent's checksum to compare the restored tree with (`--consistency-checksum`).
+    pub consistency_checksum: Option<String>,
 }
 
 /// What a restore did.
@@ -120,6 +122,15 @@ pub fn run(storage: &dyn Storage, opts: &RestoreOptions) -> Result<RestoreReport
         report.bytes += bytes;
     }
     report.problems = target.problems().to_vec();
+    if let Some(recorded) = &opts.consistency_checksum
+        && !crate::checksum::matches(&opts.target, recorded)?
+    {
+        let got = crate::checksum::compute(&opts.target, &Default::default(), true)?;
+        return Err(Error::corrupt(format!(
+            "Backup Consistency Check failed: backup checksum ({recorded}) and restore checksum \
+             ({got}) did not match"
+        )));
+    }
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
 }

@@ -69,6 +69,9 @@ pub struct BackupMeta {
     pub engine_metadata_sha256: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stats: Option<BackupStats>,
+    /// freezer-agent's checksum of the tree (`--consistency-check`), as it names it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consistency_checksum: Option<String>,
 
     /// Keys this version does not know, kept as they were.
     #[serde(flatten)]
@@ -122,6 +125,7 @@ impl BackupMeta {
             segments: None,
             engine_metadata_sha256: None,
             stats: None,
+            consistency_checksum: None,
             extra: BTreeMap::new(),
         }
     }

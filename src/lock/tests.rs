@@ -228,6 +228,7 @@ fn a_backup_whose_lock_was_lost_does_not_become_visible() {
         encryption: None,
         decrypt_key: None,
         state_dir: None,
+        consistency_check: false,
     };
     let err = crate::backup::run(&local, &opts, Some(&lock)).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Locked, "{err}");

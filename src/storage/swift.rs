@@ -196,10 +196,12 @@ impl Swift {
     /// PUT an object with its MD5 for Swift to check (422 if it arrived changed: sent again).
     pub(crate) fn put_object(&self, name: &str, data: &[u8], extra: &[(&str, &str)]) -> Result<()> {
         self.ensure_container()?;
-        let etag = hex::encode(Md5::digest(data));
+        // The caller's MD5 if it gave one (segments: hashed on the upload thread), else ours.
+        let given = extra.iter().find(|(n, _)| n.eq_ignore_ascii_case("etag")).map(|(_, v)| *v);
+        let etag = given.map_or_else(|| hex::encode(Md5::digest(data)), str::to_string);
         let mut headers = vec![("Content-Type", "application/octet-stream")];
         headers.extend_from_slice(extra);
-        if !extra.iter().any(|(n, _)| n.eq_ignore_ascii_case("etag")) {
+        if given.is_none() {
             headers.push(("ETag", &etag));
         }
         for attempt in 0..3 {

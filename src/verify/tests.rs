@@ -60,6 +60,7 @@ fn chain(compression: Compression, levels: u32) -> Fixture {
         encryption: None,
         decrypt_key: None,
         state_dir: None,
+        consistency_check: false,
     };
     let mut ids = Vec::new();
     for level in 0..levels {

@@ -295,3 +295,70 @@ fn every_freezer_agent_option_is_known() {
     }
     eprintln!("{} agent options; not supported yet: {refused:?}", options.len());
 }
+
+/// `--consistency-check` records freezer-agent's checksum: the agent's own `CheckSum` code
+/// (walking in sorted order, as freezer does) gives the same value; `--consistency-checksum`
+/// checks a restore against it.
+#[test]
+fn consistency_checksum_is_the_agents() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    write(&src.join("a/one"), "first\n");
+    write(&src.join("a/b/two"), vec![7u8; 5000]);
+    write(&src.join("ünï code"), "x");
+    std::fs::create_dir_all(src.join("empty")).unwrap();
+    std::os::unix::fs::symlink("a/one", src.join("link-to-file")).unwrap();
+    let c = t.path().join("c");
+    let out = freezer_ok([
+        "backup",
+        src.to_str().unwrap(),
+        "-N",
+        "cc",
+        "-C",
+        c.to_str().unwrap(),
+        "--consistency-check",
+        "--json",
+    ]);
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ours = summary["consistency_checksum"].as_str().unwrap().to_string();
+
+    let python = std::path::Path::new(
+        &sh(&format!("'{}' --venv-path", repo().join("scripts/install-deps").display()))
+            .trim()
+            .to_string(),
+    )
+    .join("bin/python");
+    let script = "import os, sys\nreal = os.walk\ndef walk(top, topdown=True, onerror=None, followlinks=False):\n    for root, dirs, files in real(top, topdown, onerror, followlinks):\n        dirs.sort(); files.sort()\n        yield root, dirs, files\nos.walk = walk\nfrom freezer.utils.checksum import CheckSum\nprint(CheckSum(sys.argv[1], ignorelinks=True).compute())\n";
+    let out = Command::new(python)
+        .arg("-c")
+        .arg(script)
+        .arg(&src)
+        .env("PYTHONWARNINGS", "ignore")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), ours, "the agent's algorithm agrees");
+
+    let dest = t.path().join("r");
+    let restore = |extra: &str| {
+        let d = dest.to_str().unwrap();
+        freezer([
+            "restore",
+            d,
+            "--overwrite",
+            "-N",
+            "cc",
+            "-C",
+            c.to_str().unwrap(),
+            "--consistency-checksum",
+            extra,
+        ])
+    };
+    assert_code(&restore(&ours), 0);
+    let mut wrong = ours.clone();
+    wrong.replace_range(0..1, if ours.starts_with('0') { "1" } else { "0" });
+    let out = restore(&wrong);
+    assert_code(&out, 5);
+    assert!(stderr(&out).contains("Backup Consistency Check failed"), "{}", stderr(&out));
+    assert!(out.stdout.is_empty(), "nothing on stdout");
+}

@@ -147,6 +147,7 @@ fn run_case(initial: &[Op], levels: &[Vec<Op>]) {
         encryption: None,
         decrypt_key: None,
         state_dir: None,
+        consistency_check: false,
     };
     let mut taken = Vec::new();
     for (i, ops) in std::iter::once(&Vec::new()).chain(levels.iter()).enumerate() {
@@ -173,6 +174,7 @@ fn run_case(initial: &[Op], levels: &[Vec<Op>]) {
             dry_run: false,
             key: None,
             openssl_md: None,
+            consistency_checksum: None,
         };
         restore::run(&storage, &ro).unwrap();
         assert_eq!(&manifest(&dest, true), expected, "level {i}");

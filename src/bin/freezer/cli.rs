@@ -313,7 +313,8 @@ pub struct SwiftFlags {
     /// HTTP(S) proxy for the storage, instead of HTTPS_PROXY; '' for none.
     #[arg(long, value_name = "URL")]
     pub proxy: Option<String>,
-    /// Segments uploaded (and read on restore) at once.
+    /// Segments held at once: the one being filled and N-1 uploading (at least 1); on
+    /// restore, N read ahead. Memory is about N × --max-segment-size.
     #[arg(long, value_name = "N", default_value_t = 4)]
     pub upload_concurrency: usize,
     /// Retries of a failed storage request (with exponential backoff).
@@ -345,6 +346,13 @@ pub struct BackupFlags {
     /// Backup engine; only tar.
     #[arg(short = 'e', long, value_name = "ENGINE")]
     pub engine: Option<String>,
+
+    /// Record freezer-agent's checksum of the tree (sorted walk) in the metadata, to check a
+    /// restore with --consistency-checksum.
+    #[arg(long, overrides_with = "no_consistency_check")]
+    pub consistency_check: bool,
+    #[arg(long = "noconsistency-check", hide = true, overrides_with = "consistency_check")]
+    pub no_consistency_check: bool,
 
     /// Run sync(2) first, so that what applications wrote is on disk (freezer-agent's
     /// default; --nosync to skip).
@@ -429,6 +437,11 @@ pub struct RestoreFlags {
     /// Decrypt age backups with the identities (AGE-SECRET-KEY-1…) in FILE.
     #[arg(long, value_name = "FILE")]
     pub encrypt_identity_file: Option<PathBuf>,
+
+    /// After restoring, compare the tree with this checksum from --consistency-check; a
+    /// mismatch fails the restore (exit 5).
+    #[arg(long, value_name = "HEX")]
+    pub consistency_checksum: Option<String>,
 
     /// Key derivation digest of openssl-encrypted backups: sha256 or md5 (default: detected).
     #[arg(long, value_name = "DIGEST")]

@@ -273,6 +273,7 @@ pub fn run(cli: Cli, profile: Profile, config_warnings: &[String]) -> Result<Exi
                 dry_run: common.dry_run,
                 key,
                 openssl_md: flags.openssl_md.as_deref().map(str::parse).transpose()?,
+                consistency_checksum: flags.consistency_checksum.clone(),
             };
             let status = ui::StatusLine::start(!common.quiet && !common.json);
             let report = restore::run(&*reads, &opts);
@@ -464,6 +465,7 @@ fn backup_options(
         encryption,
         decrypt_key,
         state_dir: state_dir(),
+        consistency_check: flags.consistency_check,
     })
 }
 
@@ -569,8 +571,19 @@ fn print_backup(
             "time_stamp": r.id.timestamp,
             "level_zero_timestamp": r.id.level_zero,
             "parent": r.parent.map(|p| p.name()),
-            "max_level": opts.policy.max_level,
-            "always_level": opts.policy.always_level,
+            // freezer-agent 19's fields keep its forms: '' where it has no value.
+            "max_level": opts.policy.max_level.map_or(json!(""), |l| json!(l)),
+            "always_level": opts.policy.always_level.map_or(json!(""), |l| json!(l)),
+            "vol_snap_path": opts.path.display().to_string(),
+            "container_segments": "",
+            "log_file": common.log_file.as_ref().map_or(String::new(), |f| f.display().to_string()),
+            "proxy": common.swift.proxy.clone().unwrap_or_default(),
+            "ssh_key": "",
+            "ssh_username": "",
+            "ssh_host": "",
+            "ssh_port": "",
+            "cindernative_backup_az": "",
+            "cindernative_backup_container": "",
             "dry_run": r.dry_run,
             "files_new": s.files_new,
             "files_changed": s.files_changed,
@@ -579,6 +592,7 @@ fn print_backup(
             "bytes_read": r.bytes_read,
             "bytes_stored": r.stored,
             "duration_secs": r.seconds,
+            "consistency_checksum": r.consistency_checksum.clone().unwrap_or_default(),
             "client_version": env!("CARGO_PKG_VERSION"),
             "client_os": std::env::consts::OS,
         }),

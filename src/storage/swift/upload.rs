@@ -2,8 +2,8 @@
 //! `<dir>/segments/%08d` uploaded first (here several at once, each with its MD5 for Swift to
 //! check), then `<dir>/data` as a zero-byte DLO manifest (`X-Object-Manifest`) on commit.
 //!
-//! Memory: `workers` segments in flight plus the one the pipeline fills; buffers go back to
-//! the pipeline once uploaded. The first failed segment (after its retries) fails the next
+//! Memory: `--upload-concurrency` segments at most, the one the pipeline fills and the others
+//! uploading (at least one); buffers go back to the pipeline once uploaded. The first failed segment (after its retries) fails the next
 //! `put_segment` or the commit; abort deletes every segment written.
 
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
@@ -40,7 +40,7 @@ impl SwiftUpload {
     pub(crate) fn start(
         storage: Arc<Swift>,
         manifest: String,
-        workers: usize,
+        buffers: usize,
     ) -> Result<SwiftUpload> {
         let segments = match manifest.rsplit_once('/') {
             Some((dir, _)) => format!("{dir}/segments"),
@@ -49,10 +49,12 @@ impl SwiftUpload {
         // A rendezvous channel: a segment is handed over only when a worker is free.
         let (jobs, rx) = sync_channel::<Job>(0);
         let rx = Arc::new(Mutex::new(rx));
-        let (give_back, free) = sync_channel::<Vec<u8>>(workers.max(1) + 1);
+        // `buffers` segments in memory at most: the one the pipeline fills, the rest uploading.
+        let workers = buffers.saturating_sub(1).max(1);
+        let (give_back, free) = sync_channel::<Vec<u8>>(workers + 1);
         let failed = Arc::new(Mutex::new(None));
         let mut handles = Vec::new();
-        for n in 0..workers.max(1) {
+        for n in 0..workers {
             let (storage, rx, give_back, failed) =
                 (Arc::clone(&storage), Arc::clone(&rx), give_back.clone(), Arc::clone(&failed));
             let segments = segments.clone();
