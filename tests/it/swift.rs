@@ -168,11 +168,11 @@ fn tokens_that_expire_mid_backup_are_renewed() {
     ];
     let t = tempfile::tempdir().unwrap();
     let src = t.path().join("src");
-    write(&src.join("f"), noise(3, 300_000));
+    write(&src.join("f"), noise(3, 450_000));
     let c = container("short");
     let common = ["-N", "s", "--storage", "swift", "-C", &c];
     let started = std::time::Instant::now();
-    // 300 kB at 48 kB/s: over 6 s, twice the tokens' 3 s life.
+    // 450 kB at 48 kB/s: about 8 s, more than twice the tokens' 3 s life.
     run_ok(
         &env,
         &[
