@@ -108,11 +108,9 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source.as_deref().map(|e| e as &(dyn std::error::Error + 'static))
-    }
-}
+/// The cause is part of the message already (see `Display`), so it is not reported again as
+/// a source: chains printed with `{:#}` would repeat it ("Not a directory: Not a directory").
+impl std::error::Error for Error {}
 
 /// `io::Error` → `Error` for adapters whose caller adds context; prefer [`Error::io`].
 impl From<io::Error> for Error {

@@ -18,6 +18,7 @@ const FORMS: &str = "YYYY-MM-DDThh:mm:ss (local time, as freezer-agent takes it;
 pub fn parse_date(s: &str) -> Result<i64> {
     let s = s.trim();
     let bad = |why: String| Error::usage(format!("cannot read the date {s:?}: {why}; use {FORMS}"));
+    let jiff_why = |e: jiff::Error| plain(&e.to_string());
     // The local form is exactly 19 characters; anything longer must carry an offset.
     if s.len() == 19 {
         let format = if s.as_bytes().get(10) == Some(&b' ') {
@@ -25,17 +26,33 @@ pub fn parse_date(s: &str) -> Result<i64> {
         } else {
             "%Y-%m-%dT%H:%M:%S"
         };
-        let dt = DateTime::strptime(format, s).map_err(|e| bad(e.to_string()))?;
+        let dt = DateTime::strptime(format, s).map_err(|e| bad(jiff_why(e)))?;
         // In a DST fold the earlier instant is taken, in a gap the later one (jiff's
         // "compatible" rule, the same as mktime and freezer-agent).
-        let zoned = dt.to_zoned(TimeZone::system()).map_err(|e| bad(e.to_string()))?;
+        let zoned = dt.to_zoned(TimeZone::system()).map_err(|e| bad(jiff_why(e)))?;
         return Ok(zoned.timestamp().as_second());
     }
     if !has_offset(s) {
         return Err(bad("it is neither local time nor has an offset".into()));
     }
-    let ts: Timestamp = s.parse().map_err(|e: jiff::Error| bad(e.to_string()))?;
+    let ts: Timestamp = s.parse().map_err(|e: jiff::Error| bad(jiff_why(e)))?;
     Ok(ts.as_second())
+}
+
+/// The parser's message without its internals: which field is out of range, or that the
+/// text does not have the form.
+fn plain(parser: &str) -> String {
+    if let Some(at) = parser.find("parameter '") {
+        let rest = &parser[at + 11..];
+        if let Some((name, tail)) = rest.split_once('\'') {
+            let range = tail.split("range of ").nth(1).map(|r| r.replace("..=", " to "));
+            return match range {
+                Some(r) => format!("the {name} must be {}", r.trim()),
+                None => format!("the {name} is out of range"),
+            };
+        }
+    }
+    "it is not a date in one of these forms".into()
 }
 
 /// Whether an RFC 3339 string ends with `Z` or `±hh:mm` (jiff alone would also take

@@ -73,6 +73,7 @@ impl FromStr for Md {
 }
 
 /// A passphrase read from a file; its `Debug` shows only where it came from.
+#[derive(Clone)]
 pub struct Passphrase {
     secret: SecretString,
     source: PathBuf,
@@ -303,7 +304,7 @@ pub fn decryptor<'a, R: Read + Send + 'a>(
                 }
                 DecryptKey::Identities { ids, source } => {
                     dec.decrypt(ids.iter().map(|i| i as &dyn age::Identity)).map_err(|e| {
-                        wrong_key(e, &format!("none of the identities in {}", source.display()))
+                        wrong_key(e, &format!("the identities in {}", source.display()))
                     })?
                 }
             };

@@ -25,11 +25,12 @@ pub struct Cli {
     pub command: Option<Command>,
 
     /// What to do (freezer-agent spelling): backup, restore, info, admin, exec.
-    #[arg(long, value_enum)]
+    #[arg(help_heading = "Operation", long, value_enum)]
     pub action: Option<Action>,
 
     /// Directory (or single file) to back up.
     #[arg(
+        help_heading = "Backup",
         short = 'F',
         long = "path-to-backup",
         visible_alias = "file-to-backup",
@@ -38,11 +39,11 @@ pub struct Cli {
     pub path_to_backup: Option<PathBuf>,
 
     /// freezerc 1.0: print each container as JSON (name, size, object count).
-    #[arg(short = 'L', long)]
+    #[arg(help_heading = "Operation", short = 'L', long)]
     pub list_containers: bool,
 
     /// freezerc 1.0: print each object of the container as JSON (name, upload date).
-    #[arg(short = 'l', long)]
+    #[arg(help_heading = "Operation", short = 'l', long)]
     pub list_objects: bool,
 
     #[command(flatten)]
@@ -170,79 +171,84 @@ pub enum Action {
 #[derive(Args, Debug, Clone)]
 pub struct Common {
     /// Backup name; stored as <hostname>_<backup-name>. Default: freezer_{mode}_{hostname}.
-    #[arg(short = 'N', long = "backup-name", value_name = "NAME")]
+    #[arg(help_heading = "Storage", short = 'N', long = "backup-name", value_name = "NAME")]
     pub backup_name: Option<String>,
 
     /// Where backups live: a directory for local storage.
     /// Default: /var/backups/freezer (freezer) or freezer_backups (freezer-agent).
-    #[arg(short = 'C', long, value_name = "CONTAINER")]
+    #[arg(help_heading = "Storage", short = 'C', long, value_name = "CONTAINER")]
     pub container: Option<String>,
 
     /// Storage type. Default: local (freezer) or swift (freezer-agent).
-    #[arg(long, value_enum)]
+    #[arg(help_heading = "Storage", long, value_enum)]
     pub storage: Option<StorageKind>,
 
     /// Host name the backups belong to; set it to restore another host's backups.
-    #[arg(long, visible_alias = "restore-from-host", value_name = "HOST")]
+    #[arg(
+        help_heading = "Storage",
+        long,
+        visible_alias = "restore-from-host",
+        value_name = "HOST"
+    )]
     pub hostname: Option<String>,
 
     /// Do the work but store, change or delete nothing.
-    #[arg(long, overrides_with = "no_dry_run")]
+    #[arg(help_heading = "Operation", long, overrides_with = "no_dry_run")]
     pub dry_run: bool,
     #[arg(long = "nodry-run", hide = true, overrides_with = "dry_run")]
     pub no_dry_run: bool,
 
     /// Also append log lines to this file. Default: none (freezer), ~/.freezer/freezer.log
     /// (freezer-agent).
-    #[arg(long, value_name = "FILE")]
+    #[arg(help_heading = "Operation", long, value_name = "FILE")]
     pub log_file: Option<PathBuf>,
 
     /// Log to DIR/freezer.log (freezer-agent.log when called so), unless --log-file is given.
-    #[arg(long, value_name = "DIR")]
+    #[arg(help_heading = "Operation", long, value_name = "DIR")]
     pub log_dir: Option<PathBuf>,
 
     /// Lowest level written to the log file: error, warn, info (default) or debug.
-    #[arg(long, value_name = "LEVEL")]
+    #[arg(help_heading = "Operation", long, value_name = "LEVEL")]
     pub log_level: Option<log::LevelFilter>,
 
     /// Same as --log-level debug.
-    #[arg(short = 'd', long)]
+    #[arg(help_heading = "Operation", short = 'd', long)]
     pub debug: bool,
 
     /// Print nothing but errors.
-    #[arg(short, long, overrides_with = "no_quiet")]
+    #[arg(help_heading = "Operation", short, long, overrides_with = "no_quiet")]
     pub quiet: bool,
     #[arg(long = "noquiet", hide = true, overrides_with = "quiet")]
     pub no_quiet: bool,
 
     /// Read options from a freezer-agent INI job file (any section but [storage:*]); options
     /// given on the command line win over the file.
-    #[arg(long, value_name = "FILE")]
+    #[arg(help_heading = "Operation", long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
     /// Encrypt (backup) or decrypt (restore) with the passphrase on the first line of FILE.
-    #[arg(long, value_name = "FILE")]
+    #[arg(help_heading = "Encryption", long, value_name = "FILE")]
     pub encrypt_pass_file: Option<PathBuf>,
 
     /// Limit uploads to BYTES per second (K, M, G suffixes; -1: no limit).
-    #[arg(long, value_name = "BYTES", allow_hyphen_values = true)]
+    #[arg(help_heading = "Storage", long, value_name = "BYTES", allow_hyphen_values = true)]
     pub upload_limit: Option<String>,
 
     /// Limit downloads to BYTES per second (K, M, G suffixes; -1: no limit).
-    #[arg(long, value_name = "BYTES", allow_hyphen_values = true)]
+    #[arg(help_heading = "Storage", long, value_name = "BYTES", allow_hyphen_values = true)]
     pub download_limit: Option<String>,
 
     /// Run at the highest CPU and I/O priority (nice -19, real-time I/O class), as
     /// freezer-agent does; needs root. Any value but False turns it on.
-    #[arg(long, value_name = "ANY", num_args = 0..=1, default_missing_value = "True")]
+    #[arg(help_heading = "Operation", long, value_name = "ANY", num_args = 0..=1, default_missing_value = "True")]
     pub max_priority: Option<String>,
 
     /// Print the summary (or the listing) as JSON on stdout.
-    #[arg(long)]
+    #[arg(help_heading = "Operation", long)]
     pub json: bool,
 
     /// Write the run's metadata as JSON to FILE, or to stdout with `-` (for freezer-scheduler).
-    #[arg(long, value_name = "FILE|-")]
+    #[arg(help_heading = "Operation", long, value_name = "FILE|-")]
     pub metadata_out: Option<String>,
 
     #[command(flatten)]
@@ -253,52 +259,57 @@ pub struct Common {
 /// clouds.yaml (--os-cloud); secrets (passwords, keys, tokens) only from those, never from
 /// the command line.
 #[derive(Args, Debug, Clone, Default)]
-#[command(next_help_heading = "Swift storage")]
+#[command(next_help_heading = "Swift")]
 pub struct SwiftFlags {
     /// Keystone (…/v3, …/v2.0) or tempauth (…/auth/v1.0) URL [env: OS_AUTH_URL].
     #[arg(long, value_name = "URL")]
     pub os_auth_url: Option<String>,
     /// Auth version: 1, 2 or 3 (default: from the URL, else 3).
-    #[arg(long, visible_alias = "os-auth-ver", value_name = "N")]
+    #[arg(hide_short_help = true, long, visible_alias = "os-auth-ver", value_name = "N")]
     pub os_identity_api_version: Option<String>,
     /// password (default), v3applicationcredential or token.
-    #[arg(long, value_name = "TYPE")]
+    #[arg(hide_short_help = true, long, value_name = "TYPE")]
     pub os_auth_type: Option<String>,
-    #[arg(long, value_name = "NAME")]
+    #[arg(hide_short_help = true, long, value_name = "NAME")]
     pub os_username: Option<String>,
-    #[arg(long, value_name = "ID")]
+    #[arg(hide_short_help = true, long, value_name = "ID")]
     pub os_user_id: Option<String>,
-    #[arg(long, value_name = "NAME")]
+    #[arg(hide_short_help = true, long, value_name = "NAME")]
     pub os_user_domain_name: Option<String>,
-    #[arg(long, value_name = "ID")]
+    #[arg(hide_short_help = true, long, value_name = "ID")]
     pub os_user_domain_id: Option<String>,
-    #[arg(long, value_name = "NAME")]
+    #[arg(hide_short_help = true, long, value_name = "NAME")]
     pub os_project_name: Option<String>,
     /// Project id (freezer-agent: --project-id).
-    #[arg(long, visible_alias = "project-id", value_name = "ID")]
+    #[arg(hide_short_help = true, long, visible_alias = "project-id", value_name = "ID")]
     pub os_project_id: Option<String>,
-    #[arg(long, value_name = "NAME")]
+    #[arg(hide_short_help = true, long, value_name = "NAME")]
     pub os_project_domain_name: Option<String>,
-    #[arg(long, value_name = "ID")]
+    #[arg(hide_short_help = true, long, value_name = "ID")]
     pub os_project_domain_id: Option<String>,
     /// Region of the object-store endpoint [env: OS_REGION_NAME].
-    #[arg(long, value_name = "REGION")]
+    #[arg(hide_short_help = true, long, value_name = "REGION")]
     pub os_region_name: Option<String>,
     /// public (default), internal or admin [env: OS_INTERFACE, OS_ENDPOINT_TYPE].
-    #[arg(long, visible_alias = "os-endpoint-type", value_name = "INTERFACE")]
+    #[arg(
+        hide_short_help = true,
+        long,
+        visible_alias = "os-endpoint-type",
+        value_name = "INTERFACE"
+    )]
     pub os_interface: Option<String>,
     /// Use this Swift URL instead of the catalog's [env: OS_STORAGE_URL].
-    #[arg(long, value_name = "URL")]
+    #[arg(hide_short_help = true, long, value_name = "URL")]
     pub os_storage_url: Option<String>,
     /// Trust only the CA certificates in this PEM file [env: OS_CACERT].
-    #[arg(long, value_name = "FILE")]
+    #[arg(hide_short_help = true, long, value_name = "FILE")]
     pub os_cacert: Option<String>,
     /// The clouds.yaml entry to use [env: OS_CLOUD].
     #[arg(long, value_name = "NAME")]
     pub os_cloud: Option<String>,
-    #[arg(long, value_name = "ID")]
+    #[arg(hide_short_help = true, long, value_name = "ID")]
     pub os_application_credential_id: Option<String>,
-    #[arg(long, value_name = "NAME")]
+    #[arg(hide_short_help = true, long, value_name = "NAME")]
     pub os_application_credential_name: Option<String>,
     #[arg(long, value_name = "ID", hide = true)]
     pub os_trust_id: Option<String>,
@@ -306,23 +317,29 @@ pub struct SwiftFlags {
     #[arg(long, value_name = "FILE")]
     pub osrc: Option<PathBuf>,
     /// Do not check TLS certificates [env: OS_INSECURE].
-    #[arg(long, overrides_with = "no_insecure")]
+    #[arg(hide_short_help = true, long, overrides_with = "no_insecure")]
     pub insecure: bool,
     #[arg(long = "noinsecure", hide = true, overrides_with = "insecure")]
     pub no_insecure: bool,
     /// HTTP(S) proxy for the storage, instead of HTTPS_PROXY; '' for none.
-    #[arg(long, value_name = "URL")]
+    #[arg(hide_short_help = true, long, value_name = "URL")]
     pub proxy: Option<String>,
     /// Segments held at once: the one being filled and N-1 uploading (at least 1); on
     /// restore, N read ahead. Memory is about N × --max-segment-size.
-    #[arg(long, value_name = "N", default_value_t = 4)]
+    #[arg(help_heading = "Storage", long, value_name = "N", default_value_t = 4)]
     pub upload_concurrency: usize,
     /// Retries of a failed storage request (with exponential backoff).
-    #[arg(long, value_name = "N", default_value_t = 6)]
+    #[arg(help_heading = "Storage", long, value_name = "N", default_value_t = 6)]
     pub storage_retries: u32,
     /// Give up on a storage request that sends or receives nothing for SECONDS
     /// (freezer-agent's --timeout).
-    #[arg(long, visible_alias = "timeout", value_name = "SECONDS", default_value_t = 60)]
+    #[arg(
+        help_heading = "Storage",
+        long,
+        visible_alias = "timeout",
+        value_name = "SECONDS",
+        default_value_t = 60
+    )]
     pub storage_timeout: u64,
 }
 
@@ -338,6 +355,7 @@ pub enum StorageKind {
 
 /// Backup options.
 #[derive(Args, Debug, Clone, Default)]
+#[command(next_help_heading = "Backup")]
 pub struct BackupFlags {
     /// Backup mode; only fs for now.
     #[arg(short = 'm', long, value_name = "MODE")]
@@ -398,12 +416,12 @@ pub struct BackupFlags {
 
     /// Encrypt to this age recipient (age1…) instead of a passphrase; repeatable. The host
     /// then cannot decrypt its own backups.
-    #[arg(long, value_name = "AGE1…")]
+    #[arg(help_heading = "Encryption", long, value_name = "AGE1…")]
     pub encrypt_recipient: Vec<String>,
 
     /// Encryption format: age (authenticated; default for freezer) or openssl-aes-256-cfb
     /// (freezer-agent's, not authenticated; default when called as freezer-agent).
-    #[arg(long, value_name = "FORMAT")]
+    #[arg(help_heading = "Encryption", long, value_name = "FORMAT")]
     pub encryption: Option<String>,
 
     /// If another run holds this backup's lock, wait up to SECONDS for it (default: fail at
@@ -425,6 +443,7 @@ pub enum Dereference {
 
 /// Restore options.
 #[derive(Args, Debug, Clone, Default)]
+#[command(next_help_heading = "Restore")]
 pub struct RestoreFlags {
     /// Directory to restore into.
     #[arg(long, value_name = "DIR")]
@@ -435,7 +454,7 @@ pub struct RestoreFlags {
     pub restore_from_date: Option<String>,
 
     /// Decrypt age backups with the identities (AGE-SECRET-KEY-1…) in FILE.
-    #[arg(long, value_name = "FILE")]
+    #[arg(help_heading = "Encryption", long, value_name = "FILE")]
     pub encrypt_identity_file: Option<PathBuf>,
 
     /// After restoring, compare the tree with this checksum from --consistency-check; a
@@ -444,7 +463,7 @@ pub struct RestoreFlags {
     pub consistency_checksum: Option<String>,
 
     /// Key derivation digest of openssl-encrypted backups: sha256 or md5 (default: detected).
-    #[arg(long, value_name = "DIGEST")]
+    #[arg(help_heading = "Encryption", long, value_name = "DIGEST")]
     pub openssl_md: Option<String>,
 
     /// Restore into a non-empty directory; files absent from the backup are deleted from the
@@ -478,6 +497,7 @@ impl Unsupported {
 
 /// Retention: which chains to remove. A chain goes only when no kept backup needs it.
 #[derive(Args, Debug, Clone, Default)]
+#[command(next_help_heading = "Retention")]
 pub struct RetentionFlags {
     /// Remove chains whose newest backup is older than DAYS days (fractions allowed).
     #[arg(short = 'R', long, visible_alias = "remove-older-then", value_name = "DAYS")]
@@ -490,6 +510,7 @@ pub struct RetentionFlags {
 
 /// More retention rules, counted in chains (`freezer prune`).
 #[derive(Args, Debug, Clone, Default)]
+#[command(next_help_heading = "Retention")]
 pub struct KeepFlags {
     /// Keep the N newest chains.
     #[arg(long, value_name = "N")]

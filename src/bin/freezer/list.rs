@@ -55,7 +55,8 @@ pub fn backups(
                 b.meta.compression.clone(),
                 if b.meta.encryption { "yes".into() } else { "no".into() },
                 b.meta.data_size.map(ui::human).unwrap_or_else(|| "-".into()),
-                parent.unwrap_or_else(|| "-".into()),
+                // A level above 0 always has a parent: when it is gone, say so, not "-".
+                parent.unwrap_or_else(|| if b.id.level > 0 { "(missing)" } else { "-" }.into()),
                 status.into(),
             ];
             entries.push((b.id.timestamp, item, row));

@@ -25,6 +25,15 @@ fn main() -> ExitCode {
     if let Err(e) = freezer::interrupt::install() {
         eprintln!("freezer: warning: cannot catch SIGTERM/SIGINT: {e}");
     }
+    if args.len() == 1 {
+        // Bare `freezer`: say how to use it (freezer-agent prints its help and fails too).
+        let mut cmd = cli::Cli::command();
+        eprintln!(
+            "{}\nTry 'freezer --help' (all options) or 'freezer -h' (the main ones).",
+            cmd.render_usage()
+        );
+        return ExitCode::from(2);
+    }
     let profile = run::Profile::from_argv0(args.first().cloned());
     let (args, warnings) = match config::expand(args, &cli::Cli::command()) {
         Ok(x) => x,

@@ -418,8 +418,10 @@ fn backup_options(
             "give either --encrypt-pass-file or --encrypt-recipient: a passphrase cannot be combined with recipients"
         )),
         (Some(f), true) => {
-            let key = EncryptKey::Passphrase(crypt::read_pass_file(f)?);
-            let dkey = DecryptKey::Passphrase(crypt::read_pass_file(f)?);
+            // Read once: the warning about a pass file others can read is said once.
+            let pass = crypt::read_pass_file(f)?;
+            let dkey = DecryptKey::Passphrase(pass.clone());
+            let key = EncryptKey::Passphrase(pass);
             (Some(Encryption { format, key: Arc::new(key) }), Some(Arc::new(dkey)))
         }
         (None, false) => {
@@ -530,20 +532,20 @@ fn print_backup(
     let parent = r.parent.map(|p| format!(" on {}", p.name())).unwrap_or_default();
     let verb = if r.dry_run { "would store" } else { "stored" };
     let line = format!(
-        "backup {}/{} level {}{parent}: {} new, {} changed, {} unchanged files, {} dirs; read {}, {verb} {} in {} in {:.1}s{}",
+        "backup {}/{} level {}{parent}: files {} new, {} changed, {} unchanged; {}; read {}, {verb} {} in {} in {:.1}s{}",
         r.layout.host_backup(),
         r.id.name(),
         r.id.level,
         s.files_new,
         s.files_changed,
         s.files_unchanged,
-        s.dirs,
+        ui::count(s.dirs, "dir"),
         ui::human(r.bytes_read),
         ui::human(r.stored),
         storage.describe(),
         r.seconds,
         if r.unreadable > 0 {
-            format!("; {} files could not be read (see warnings)", r.unreadable)
+            format!("; {} could not be read (see warnings)", ui::count(r.unreadable, "file"))
         } else {
             String::new()
         },
@@ -603,11 +605,11 @@ fn print_restore(common: &Common, opts: &RestoreOptions, r: &RestoreReport) -> R
     let levels: Vec<String> = r.chain.iter().map(|id| id.name()).collect();
     let verb = if opts.dry_run { "checked" } else { "restored" };
     let line = format!(
-        "{verb} {} [{}] into {}: {} members, {} in {:.1}s",
+        "{verb} {} [{}] into {}: {}, {} in {:.1}s",
         r.layout.host_backup(),
         levels.join(" "),
         opts.target.display(),
-        r.members,
+        ui::count(r.members, "member"),
         ui::human(r.bytes),
         r.seconds
     );

@@ -80,6 +80,11 @@ fn draw(stop: &AtomicBool) {
     }
 }
 
+/// "1 file", "2 files".
+pub fn count(n: u64, thing: &str) -> String {
+    if n == 1 { format!("1 {thing}") } else { format!("{n} {thing}s") }
+}
+
 /// 1536 → "1.5 KiB".
 pub fn human(bytes: u64) -> String {
     let units = ["B", "KiB", "MiB", "GiB", "TiB"];
