@@ -48,6 +48,7 @@ fn plain(parser: &str) -> String {
             let range = tail.split("range of ").nth(1).map(|r| r.replace("..=", " to "));
             return match range {
                 Some(r) => format!("the {name} must be {}", r.trim()),
+                None if name == "day" => "that day does not exist in that month".into(),
                 None => format!("the {name} is out of range"),
             };
         }

@@ -516,3 +516,34 @@ fn freezerc_and_agent_spellings_that_change_nothing_or_mean_off() {
         stderr(&out)
     );
 }
+
+#[test]
+fn called_as_freezerc_it_takes_freezerc_defaults() {
+    let t = tempfile::tempdir().unwrap();
+    let freezerc = t.path().join("freezerc");
+    std::os::unix::fs::symlink(bin(), &freezerc).unwrap();
+    let src = t.path().join("src");
+    write(&src.join("f"), "x");
+    // Swift by default, with freezerc 1.0's option names.
+    let out = std::process::Command::new(&freezerc)
+        .args(["--file-to-backup", src.to_str().unwrap(), "-N", "old", "-C", "freezer_backups"])
+        .env_remove("OS_AUTH_URL")
+        .env_remove("ST_AUTH")
+        .env_remove("OS_CLOUD")
+        .output()
+        .unwrap();
+    assert_code(&out, 2);
+    assert!(stderr(&out).contains("no Swift credentials"), "{}", stderr(&out));
+    // gzip by default.
+    let c = t.path().join("c");
+    let out = std::process::Command::new(&freezerc)
+        .args(["--file-to-backup", src.to_str().unwrap(), "-N", "old", "--storage", "local", "-C"])
+        .arg(&c)
+        .args(["--json", "--log-file"])
+        .arg(t.path().join("log"))
+        .output()
+        .unwrap();
+    assert_code(&out, 0);
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["compression"], "gzip");
+}

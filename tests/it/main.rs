@@ -11,6 +11,7 @@ mod freezerc;
 mod gnu;
 mod hostile;
 mod keys;
+mod messages;
 mod mounts;
 mod ops;
 mod property;

@@ -45,7 +45,12 @@ impl Profile {
             .and_then(|a| Path::new(a).file_name())
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        if name.starts_with("freezer-agent") { Profile::Agent } else { Profile::Freezer }
+        // freezerc (1.0's name) takes the agent's defaults too: Swift, gzip, openssl.
+        if name.starts_with("freezer-agent") || name.starts_with("freezerc") {
+            Profile::Agent
+        } else {
+            Profile::Freezer
+        }
     }
 
     fn compression(self) -> Compression {
