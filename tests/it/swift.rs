@@ -74,6 +74,16 @@ pub fn objects(env: &[(String, String)], container: &str) -> Vec<String> {
     text.lines().map(str::to_string).collect()
 }
 
+/// Wait (up to 10 s) until an object whose name passes `wanted` is in the container.
+fn wait_for_object(env: &[(String, String)], c: &str, wanted: impl Fn(&str) -> bool) {
+    for _ in 0..100 {
+        if objects(env, c).iter().any(|n| wanted(n)) {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
 /// Bytes that do not compress (so a small tree still makes many segments).
 pub fn noise(seed: u64, len: usize) -> Vec<u8> {
     let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
@@ -249,14 +259,8 @@ fn a_second_backup_waits_for_the_lock_in_swift() {
     ]
     .concat();
     let mut slow = with_env(&bin(), &env).args(&args).spawn().unwrap();
-    // Wait until the first holds the lock.
     let lock = "locks/tar/".to_string();
-    for _ in 0..100 {
-        if objects(&env, &c).iter().any(|n| n.starts_with(&lock)) {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    wait_for_object(&env, &c, |n| n.starts_with(&lock));
     let out = run(&env, &[&["backup", src.to_str().unwrap()][..], &common].concat());
     assert_code(&out, 7);
     assert!(stderr(&out).contains("another freezer"), "{}", stderr(&out));
@@ -278,13 +282,7 @@ fn an_interrupted_backup_leaves_no_object_but_the_container() {
     ]
     .concat();
     let mut child = with_env(&bin(), &env).args(&args).spawn().unwrap();
-    // Let some segments land.
-    for _ in 0..100 {
-        if objects(&env, &c).iter().any(|n| n.contains("/segments/00000002")) {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    wait_for_object(&env, &c, |n| n.contains("/segments/00000002"));
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::Signal::SIGTERM,
