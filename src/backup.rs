@@ -392,6 +392,7 @@ fn metadata(
         }),
         encryption_format: opts.encryption.as_ref().map(|e| e.format.name().to_string()),
         storage: Some(storage_kind.to_string()),
+        excludes: Some(opts.scan.excludes.describe()),
         ..BackupMeta::new(opts.compression.name(), opts.encryption.is_some())
     }
 }

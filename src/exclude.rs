@@ -13,6 +13,8 @@ use crate::error::{Error, Result};
 #[derive(Debug, Default, Clone)]
 pub struct Excludes {
     globs: Vec<GlobMatcher>,
+    /// The patterns as given, recorded in the backup's metadata.
+    patterns: Vec<String>,
     /// Names excluded exactly (relative to the backed-up directory, no `./`).
     exact: Vec<Vec<u8>>,
 }
@@ -31,7 +33,24 @@ impl Excludes {
                 .map_err(|e| Error::usage(format!("invalid --exclude pattern '{p}': {e}")))?;
             globs.push(glob.compile_matcher());
         }
-        Ok(Excludes { globs, exact: Vec::new() })
+        Ok(Excludes { globs, patterns: patterns.to_vec(), exact: Vec::new() })
+    }
+
+    /// What is excluded, as it can be recorded: the patterns, then the exact names prefixed
+    /// with `=`.
+    pub fn describe(&self) -> Vec<String> {
+        let exact = self.exact.iter().map(|e| format!("={}", String::from_utf8_lossy(e)));
+        self.patterns.iter().cloned().chain(exact).collect()
+    }
+
+    /// The excludes [`Excludes::describe`] recorded.
+    pub fn from_recorded(recorded: &[String]) -> Result<Excludes> {
+        let (exact, patterns): (Vec<&String>, Vec<&String>) =
+            recorded.iter().partition(|r| r.starts_with('='));
+        let patterns: Vec<String> = patterns.into_iter().cloned().collect();
+        let mut ex = Excludes::new(&patterns)?;
+        ex.exact = exact.into_iter().map(|e| e.as_bytes()[1..].to_vec()).collect();
+        Ok(ex)
     }
 
     /// Also exclude the one entry at `relative` (a path under the backed-up directory).

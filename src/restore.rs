@@ -114,12 +114,19 @@ pub fn run(storage: &dyn Storage, opts: &RestoreOptions) -> Result<RestoreReport
     }
     progress::set_phase(Phase::Restoring);
     progress::set_total(chain.iter().filter_map(|b| b.meta.data_size).sum());
-    for b in &chain {
+    let mut kept = Vec::new();
+    for (i, b) in chain.iter().enumerate() {
+        // The last level lists every entry of every directory: what it calls unchanged must
+        // exist once the chain is restored.
+        let last = (i + 1 == chain.len()).then_some(&mut kept);
         let (members, bytes) =
-            with_level(storage, &layout, b, opts, |level| replay(level, &mut target))
+            with_level(storage, &layout, b, opts, |level| replay(level, &mut target, last))
                 .map_err(|e| e.context(format!("restore of {} failed", describe(&layout, b))))?;
         report.members += members;
         report.bytes += bytes;
+    }
+    if let Some(head) = chain.last() {
+        check_kept(&mut target, head, &kept)?;
     }
     report.problems = target.problems().to_vec();
     if let Some(recorded) = &opts.consistency_checksum
@@ -288,6 +295,24 @@ fn with_level<T>(
     })
 }
 
+/// Every entry the last level calls unchanged (`N`) must be in the target, unless the backup
+/// excluded it (excluded names are `N` too, as in GNU tar). Only freezer's own backups record
+/// their excludes; for others nothing can be told apart.
+fn check_kept(target: &mut Target, head: &Backup, kept: &[Vec<u8>]) -> Result<()> {
+    let Some(recorded) = &head.meta.excludes else { return Ok(()) };
+    let excludes = crate::exclude::Excludes::from_recorded(recorded)?;
+    for name in kept {
+        if !excludes.is_excluded(name) && !target.exists(name)? {
+            target.missing(format!(
+                "{}: the backup lists it as unchanged since the level before, but no level \
+                 restored it",
+                String::from_utf8_lossy(name)
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Read one level's archive to its end without writing: (members, bytes of file data).
 fn walk(mut level: Box<dyn Read + Send + '_>) -> io::Result<(u64, u64)> {
     let (mut members, mut bytes) = (0, 0);
@@ -303,7 +328,12 @@ fn walk(mut level: Box<dyn Read + Send + '_>) -> io::Result<(u64, u64)> {
 }
 
 /// Apply one level's archive; returns (members, bytes of file data).
-fn replay(level: Box<dyn Read + Send + '_>, target: &mut Target) -> Result<(u64, u64)> {
+/// With `kept`, the names of the entries its dumpdirs call unchanged are collected there.
+fn replay(
+    level: Box<dyn Read + Send + '_>,
+    target: &mut Target,
+    mut kept: Option<&mut Vec<Vec<u8>>>,
+) -> Result<(u64, u64)> {
     let mut archive = tar::Archive::new(level);
     // GNU incremental restores read past zero blocks, as freezer-agent's `--ignore-zeros`.
     archive.set_ignore_zeros(true);
@@ -329,6 +359,14 @@ fn replay(level: Box<dyn Read + Send + '_>, target: &mut Target) -> Result<(u64,
                 let mut raw = Vec::new();
                 entry.read_to_end(&mut raw)?;
                 let dumpdir = Dumpdir::parse(&raw)?;
+                if let Some(kept) = kept.as_deref_mut() {
+                    let dir = name.strip_suffix(b"/").unwrap_or(&name);
+                    for (flag, entry) in &dumpdir.entries {
+                        if *flag == crate::incremental::dumpdir::Flag::Kept {
+                            kept.push([dir, b"/", entry].concat());
+                        }
+                    }
+                }
                 target.apply_dumpdir(&name, &dumpdir)?;
                 target.create_dir(&name, &meta)?;
             }

@@ -69,6 +69,10 @@ pub struct BackupMeta {
     pub engine_metadata_sha256: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stats: Option<BackupStats>,
+    /// What the backup left out (`--exclude` patterns, `=name` for exact names), so that a
+    /// restore can tell an excluded entry from a missing one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub excludes: Option<Vec<String>>,
     /// freezer-agent's checksum of the tree (`--consistency-check`), as it names it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consistency_checksum: Option<String>,
@@ -125,6 +129,7 @@ impl BackupMeta {
             segments: None,
             engine_metadata_sha256: None,
             stats: None,
+            excludes: None,
             consistency_checksum: None,
             extra: BTreeMap::new(),
         }

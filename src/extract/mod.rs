@@ -111,6 +111,25 @@ impl Target {
         })
     }
 
+    /// Whether `name` (an archive member name) exists in the target, without following a
+    /// symbolic link at its end.
+    pub fn exists(&mut self, name: &[u8]) -> Result<bool> {
+        let comps = walk::split(name)?;
+        let Some((leaf, parent)) = comps.split_last() else { return Ok(true) };
+        let subject = walk::Subject::Member(name);
+        let Some(dir) = self.walker.dir(subject, parent, false)? else { return Ok(false) };
+        let found = walk::lstat_at(dir, leaf).map_err(|e| {
+            Error::io(format!("cannot inspect {}", self.walker.display(name)), io::Error::from(e))
+        })?;
+        Ok(found.is_some())
+    }
+
+    /// Note an entry the archive says is there but is not.
+    pub fn missing(&mut self, problem: String) {
+        log::warn!("{problem}");
+        self.problems.push(problem);
+    }
+
     /// What could not be restored as the archive says (each also logged as a warning): the
     /// restore is then incomplete and says so with its exit code.
     pub fn problems(&self) -> &[String] {

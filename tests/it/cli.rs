@@ -547,3 +547,24 @@ fn called_as_freezerc_it_takes_freezerc_defaults() {
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(summary["compression"], "gzip");
 }
+
+#[test]
+fn a_relative_container_is_warned_about() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    write(&src.join("f"), "x");
+    let out = std::process::Command::new(bin())
+        .args(["backup", src.to_str().unwrap(), "-C", "freezer_backups"])
+        .current_dir(t.path())
+        .output()
+        .unwrap();
+    assert_code(&out, 0);
+    let err = stderr(&out);
+    let abs = t.path().join("freezer_backups");
+    assert!(err.contains(&format!("it is the local directory {}", abs.display())), "{err}");
+    assert!(err.contains("--storage swift if it is a Swift container"), "{err}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains(&format!("in local directory {}", abs.display()))
+    );
+}

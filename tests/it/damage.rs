@@ -197,3 +197,37 @@ fn where_the_data_goes_is_said() {
     }
     assert!(!missing.exists());
 }
+
+#[test]
+fn an_unchanged_entry_that_no_level_restored_makes_the_restore_exit_3() {
+    let t = tempfile::tempdir().unwrap();
+    let (src, c) = (t.path().join("src"), t.path().join("c"));
+    write(&src.join("a"), "a");
+    write(&src.join("skipped.log"), "left out of level 0");
+    let (s, cs) = (src.to_str().unwrap(), c.to_str().unwrap());
+    let backup = |extra: &[&str]| {
+        let mut args = vec!["backup", s, "-N", "k", "-C", cs, "--max-level", "3"];
+        args.extend_from_slice(extra);
+        freezer_ok(args);
+        tick();
+    };
+    // Excluded at every level: excluded, not missing; the restore is complete.
+    backup(&["--exclude", "*.log"]);
+    backup(&["--exclude", "*.log"]);
+    let dest = t.path().join("r1");
+    let out = freezer(["restore", dest.to_str().unwrap(), "-N", "k", "-C", cs]);
+    assert_code(&out, 0);
+    // The exclude dropped at level 2: GNU tar's rules call the file unchanged since level 1,
+    // so no level holds it. The restore says so.
+    write(&src.join("a"), "a2");
+    backup(&[]);
+    let dest = t.path().join("r2");
+    let out = freezer(["restore", dest.to_str().unwrap(), "-N", "k", "-C", cs]);
+    assert_code(&out, 3);
+    assert!(
+        stderr(&out).contains("./skipped.log: the backup lists it as unchanged"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("the restore is incomplete"), "{}", stderr(&out));
+}

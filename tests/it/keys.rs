@@ -149,3 +149,46 @@ fn recipient_mode_needs_a_writable_state_directory_for_incrementals() {
     assert_code(&out, 0);
     assert!(stderr(&out).contains("cannot keep a local copy of the snapshot"), "{}", stderr(&out));
 }
+
+#[test]
+fn the_pass_file_warning_is_said_once_and_state_directory_is_used() {
+    let t = tempfile::tempdir().unwrap();
+    let (src, c) = (t.path().join("src"), t.path().join("c"));
+    write(&src.join("f"), "x");
+    let p = t.path().join("open-pass");
+    write(&p, "a long random pass phrase\n");
+    chmod(&p, 0o644);
+    let out = freezer_ok([
+        "backup",
+        src.to_str().unwrap(),
+        "-C",
+        c.to_str().unwrap(),
+        "--encrypt-pass-file",
+        p.to_str().unwrap(),
+    ]);
+    assert_eq!(stderr(&out).matches("can be read by other users").count(), 1, "{}", stderr(&out));
+    // systemd's StateDirectory= arrives as $STATE_DIRECTORY: recipient mode keeps its copies there.
+    sh(&format!("cd '{}' && age-keygen -o id.txt 2>/dev/null", t.path().display()));
+    let recipient =
+        sh(&format!("age-keygen -y '{}/id.txt'", t.path().display())).trim().to_string();
+    let state = t.path().join("state");
+    let out = std::process::Command::new(bin())
+        .args([
+            "backup",
+            src.to_str().unwrap(),
+            "-N",
+            "r",
+            "-C",
+            c.to_str().unwrap(),
+            "--encrypt-recipient",
+            &recipient,
+            "--max-level",
+            "2",
+        ])
+        .env("STATE_DIRECTORY", &state)
+        .output()
+        .unwrap();
+    assert_code(&out, 0);
+    let copies = sh(&format!("find '{}' -name '*.snar' | wc -l", state.display()));
+    assert_eq!(copies.trim(), "1", "the snapshot copy is under $STATE_DIRECTORY");
+}
