@@ -99,21 +99,26 @@ impl Checker {
     fn next_segment(&mut self) -> Result<bool, String> {
         let index = self.got.len();
         let Some(seg) = self.segments.get(index) else { return Ok(false) };
-        let data = match &mut self.source {
+        // The fetcher's threads have hashed the segment already; given parts are hashed here.
+        let (data, intact) = match &mut self.source {
             Source::Segments(f) => match f.next_segment() {
-                Some(Ok(fetched)) => fetched.data,
+                Some(Ok(fetched)) => (fetched.data, fetched.problem.is_none()),
                 Some(Err(e)) => return Err(e.to_string()),
                 None => return Ok(false),
             },
             #[cfg(test)]
-            Source::Given(parts) => parts.pop_front().unwrap_or_default(),
+            Source::Given(parts) => {
+                let data = parts.pop_front().unwrap_or_default();
+                let intact = hex::encode(Sha256::digest(&data)).eq_ignore_ascii_case(&seg.sha256);
+                (data, intact)
+            }
             Source::Whole(_) => return Ok(false),
         };
         self.got.push(data.len() as u64);
         self.total += data.len() as u64;
         self.total_hash.update(&data);
         if data.len() as u64 == seg.size {
-            if !hex::encode(Sha256::digest(&data)).eq_ignore_ascii_case(&seg.sha256) {
+            if !intact {
                 self.mismatched.push(index);
             }
         } else {
