@@ -435,3 +435,27 @@ fn freezer_agent_and_freezer_restore_each_others_chains_in_swift() {
     let names = objects(&env, &c);
     assert!(names.iter().any(|n| n.starts_with("data/tar/agenthost_ours/") && n.ends_with("/segments/00000004")), "{names:#?}");
 }
+
+#[test]
+fn keystone_tokens_that_expire_mid_backup_are_renewed() {
+    let life: u64 = var("FREEZER_TEST_KEYSTONE_TOKEN_EXPIRATION").parse().unwrap();
+    assert!(life <= 60, "scripts/services gives Keystone tokens a short life for this test");
+    let env = keystone();
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    // At 64 kB/s, a backup that lasts the token's life and 8 s more.
+    write(&src.join("f"), noise(8, ((life + 8) * 64_000) as usize));
+    let c = container("ks-expiry");
+    let common = ["-N", "e", "--storage", "swift", "-C", &c];
+    let started = std::time::Instant::now();
+    let s = src.to_str().unwrap();
+    run_ok(
+        &env,
+        &[&["backup", s, "--max-segment-size", "64K", "--upload-limit", "64K"][..], &common]
+            .concat(),
+    );
+    assert!(started.elapsed().as_secs() > life, "the backup outlived its first token");
+    let dest = t.path().join("r");
+    run_ok(&env, &[&["restore", dest.to_str().unwrap()][..], &common].concat());
+    assert_eq!(manifest(&dest, false), manifest(&src, false));
+}
