@@ -52,6 +52,30 @@ pub struct BackupOptions {
     pub consistency_check: bool,
 }
 
+#[cfg(test)]
+impl BackupOptions {
+    /// A level-0, uncompressed, unencrypted backup of `path` as host `h`, name `b`.
+    pub(crate) fn for_test(path: PathBuf) -> BackupOptions {
+        BackupOptions {
+            path,
+            hostname: "h".into(),
+            backup_name: "b".into(),
+            compression: Compression::None,
+            segment_size: 1 << 20,
+            policy: LevelPolicy::default(),
+            scan: ScanOptions::default(),
+            dump: DumpOptions::default(),
+            threads: 1,
+            dry_run: false,
+            now: None,
+            encryption: None,
+            decrypt_key: None,
+            state_dir: None,
+            consistency_check: false,
+        }
+    }
+}
+
 /// What a backup did.
 #[derive(Debug)]
 pub struct BackupReport {

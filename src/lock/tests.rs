@@ -213,23 +213,7 @@ fn a_backup_whose_lock_was_lost_does_not_become_visible() {
     plant(&*storage, "elsewhere", 7, now());
     std::thread::sleep(Duration::from_millis(400));
     assert!(lock.is_lost());
-    let opts = crate::backup::BackupOptions {
-        path: src,
-        hostname: "h".into(),
-        backup_name: "b".into(),
-        compression: crate::compress::Compression::None,
-        segment_size: 1 << 20,
-        policy: Default::default(),
-        scan: Default::default(),
-        dump: Default::default(),
-        threads: 1,
-        dry_run: false,
-        now: None,
-        encryption: None,
-        decrypt_key: None,
-        state_dir: None,
-        consistency_check: false,
-    };
+    let opts = crate::backup::BackupOptions::for_test(src);
     let err = crate::backup::run(&local, &opts, Some(&lock)).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Locked, "{err}");
     assert!(err.to_string().contains("stopped before becoming visible"), "{err}");

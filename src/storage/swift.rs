@@ -204,6 +204,7 @@ impl Swift {
         if given.is_none() {
             headers.push(("ETag", &etag));
         }
+        let mut last = 0;
         for attempt in 0..3 {
             let r = self.client.request(
                 "PUT",
@@ -228,13 +229,15 @@ impl Swift {
                         self.where_()
                     )));
                 }
+                // The container vanished since this run created it: make it again, once.
                 404 if self.container_ready.swap(false, Ordering::Relaxed) => {
                     self.ensure_container()?
                 }
                 s => return Err(self.fail(&format!("storing {name}"), s)),
             }
+            last = r.status;
         }
-        Err(self.fail(&format!("storing {name}"), 0))
+        Err(self.fail(&format!("storing {name}"), last))
     }
 
     /// GET a whole object of `container`; `None` when absent.

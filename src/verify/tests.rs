@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 use super::*;
 use crate::backup::{self, BackupOptions};
 use crate::catalog::LevelPolicy;
-use crate::incremental::dump::DumpOptions;
 use crate::incremental::scan::ScanOptions;
 use crate::storage::local::LocalStorage;
 use crate::storage::{Hooked, Op, StorageWrite};
@@ -46,21 +45,11 @@ fn chain(compression: Compression, levels: u32) -> Fixture {
     let root = dir.path().join("c");
     let storage = LocalStorage::new(&root).unwrap();
     let mut opts = BackupOptions {
-        path: src.clone(),
-        hostname: "h".into(),
-        backup_name: "b".into(),
         compression,
         segment_size: SEGMENT,
         policy: LevelPolicy { incremental: true, ..Default::default() },
         scan: ScanOptions { one_file_system: true, ..Default::default() },
-        dump: DumpOptions::default(),
-        threads: 1,
-        dry_run: false,
-        now: None,
-        encryption: None,
-        decrypt_key: None,
-        state_dir: None,
-        consistency_check: false,
+        ..BackupOptions::for_test(src.clone())
     };
     let mut ids = Vec::new();
     for level in 0..levels {
