@@ -17,7 +17,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::error::{Error, Result};
 
+pub(crate) mod http;
 pub mod local;
+mod parallel;
+pub mod s3;
 pub mod swift;
 
 #[cfg(test)]

@@ -19,15 +19,14 @@ use crate::storage::{Limits, SegmentRef, Storage, StorageWrite, Upload};
 mod auth;
 mod client;
 mod freezerc1;
-mod http;
 mod settings;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 mod upload;
 
+pub use crate::storage::http::{RetryPolicy, Transport};
 pub use auth::{Auth, EndpointFilter, Interface, Named, Secret, V3Method};
 pub use freezerc1::Freezerc1View;
-pub use http::{RetryPolicy, Transport};
 pub use settings::{OsArgs, resolve_auth};
 
 use client::{Client, Target, encode_query};
@@ -90,7 +89,7 @@ impl SwiftStorage {
             )));
         }
         let concurrency = opts.concurrency.max(1);
-        let http = http::Http::new(&opts.transport, opts.retry, concurrency)?;
+        let http = crate::storage::http::Http::new(&opts.transport, opts.retry, concurrency)?;
         let client = Client::new(http, opts.auth, opts.endpoint, opts.storage_url, container);
         Ok(SwiftStorage(Arc::new(Swift {
             client,

@@ -83,7 +83,7 @@ fn bad_date_and_unsupported_options_are_usage_errors() {
     assert!(stderr(&out).contains("--encrypt-pass-file /k"), "{}", stderr(&out));
     let out = freezer(["--action", "backup", "-F", c, "-N", "n", "--storage", "s3"]);
     assert_code(&out, 2);
-    assert!(stderr(&out).contains("--storage local or swift"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("no S3 access key: give --access-key"), "{}", stderr(&out));
     let out = freezer(["--action", "restore", "-N", "n", "-C", c]);
     assert_code(&out, 2);
     assert!(stderr(&out).contains("--restore-abs-path"), "{}", stderr(&out));

@@ -17,4 +17,5 @@ mod ops;
 mod property;
 mod prune;
 mod roundtrip;
+mod s3;
 mod swift;

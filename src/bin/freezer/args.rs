@@ -26,9 +26,6 @@ use Treat::{NotYet, Same};
 /// freezer-agent 19's and freezerc 1.0.8's options that clap does not define:
 /// (long name, takes a value, treatment).
 pub const AGENT_ONLY: &[(&str, bool, Treat)] = &[
-    ("access-key", true, NotYet("S3 storage")),
-    ("secret-key", true, NotYet("S3 storage")),
-    ("endpoint", true, NotYet("S3 storage")),
     ("ssh-host", true, NotYet("SSH storage")),
     ("ssh-key", true, NotYet("SSH storage")),
     ("ssh-password", true, NotYet("SSH storage")),
@@ -175,6 +172,37 @@ fn expand(prefix: &str, longs: &[String]) -> Result<String> {
             )))
         }
     }
+}
+
+/// Options whose value is a secret: accepted (freezer-agent's cron lines use them), but any
+/// user can read them in `ps`. Where to put them instead.
+const SECRET_OPTIONS: [(&str, &str); 3] = [
+    ("secret-key", "SECRET_KEY (or AWS_SECRET_ACCESS_KEY)"),
+    ("ssh-password", "FREEZER_SSH_PASSWORD"),
+    ("ftp-password", "FREEZER_FTP_PASSWORD"),
+];
+
+/// A warning for each secret given on the real command line (not by `--config`).
+pub fn secrets_on_command_line(args: &[OsString]) -> Vec<String> {
+    let mut out = Vec::new();
+    for arg in args.iter().skip(1).filter_map(|a| a.to_str()) {
+        if arg == "--" {
+            break;
+        }
+        let Some(name) = arg.strip_prefix("--").map(|a| a.split('=').next().unwrap_or(a)) else {
+            continue;
+        };
+        // A unique prefix is the option too (`--secret`), as args::prepare accepts it.
+        let hit = SECRET_OPTIONS.iter().find(|(opt, _)| name.len() >= 5 && opt.starts_with(name));
+        if let Some((opt, var)) = hit {
+            out.push(format!(
+                "--{opt} on the command line is visible to every user of this machine (ps, \
+                 /proc); put {} in the --config file or set {var} instead",
+                opt.replace('-', "_")
+            ));
+        }
+    }
+    out
 }
 
 #[cfg(test)]

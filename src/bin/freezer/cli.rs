@@ -6,6 +6,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+mod s3;
+pub use s3::{S3Addressing, S3Flags};
+
 #[derive(Parser, Debug)]
 #[command(
     name = "freezer",
@@ -253,6 +256,9 @@ pub struct Common {
 
     #[command(flatten)]
     pub swift: SwiftFlags,
+
+    #[command(flatten)]
+    pub s3: S3Flags,
 }
 
 /// Swift settings. Credentials also come from the OS_* variables, an openrc file (--osrc) or

@@ -35,13 +35,15 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     let profile = run::Profile::from_argv0(args.first().cloned());
-    let (args, warnings) = match config::expand(args, &cli::Cli::command()) {
+    let exposed = args::secrets_on_command_line(&args);
+    let (args, mut warnings) = match config::expand(args, &cli::Cli::command()) {
         Ok(x) => x,
         Err(err) => {
             eprintln!("freezer: error: {err:#}");
             return exit::for_error(&err).into();
         }
     };
+    warnings.extend(exposed);
     let args = match args::prepare(args, &cli::Cli::command()) {
         Ok(args) => args,
         Err(err) => {

@@ -5,10 +5,11 @@ use std::sync::Arc;
 
 use anyhow::{Result, bail};
 use freezer::storage::local::LocalStorage;
-use freezer::storage::swift::{self, OsArgs, SwiftOptions, SwiftStorage};
+use freezer::storage::s3::{self, S3Args, S3Options, S3Storage};
+use freezer::storage::swift::{self, OsArgs, Secret, SwiftOptions, SwiftStorage};
 use freezer::storage::{Storage, StorageWrite};
 
-use crate::cli::{StorageKind, SwiftFlags};
+use crate::cli::{Common, S3Addressing, StorageKind, SwiftFlags};
 
 fn usage(msg: &str) -> freezer::Error {
     freezer::Error::usage(msg)
@@ -17,7 +18,7 @@ fn usage(msg: &str) -> freezer::Error {
 /// The storage `--storage` names, and the view restores and listings read through.
 pub fn open(
     kind: StorageKind,
-    swift: &SwiftFlags,
+    common: &Common,
     container: String,
 ) -> Result<(Arc<dyn StorageWrite>, Arc<dyn Storage>)> {
     match kind {
@@ -40,13 +41,17 @@ pub fn open(
             Ok((local.clone(), local))
         }
         StorageKind::Swift => {
-            let swift = swift_storage(swift, container)?;
+            let swift = swift_storage(&common.swift, container)?;
             Ok((Arc::new(swift.clone()), Arc::new(swift::Freezerc1View::new(swift))))
+        }
+        StorageKind::S3 => {
+            let s3 = Arc::new(s3_storage(common, container)?);
+            Ok((s3.clone(), s3))
         }
         other => {
             let name = format!("{other:?}").to_lowercase();
             bail!(usage(&format!(
-                "--storage {name} is not supported yet by this version; use --storage local or swift"
+                "--storage {name} is not supported yet by this version; use --storage local, swift or s3"
             )))
         }
     }
@@ -81,11 +86,7 @@ fn swift_storage(f: &SwiftFlags, container: String) -> Result<SwiftStorage> {
     if f.upload_concurrency == 0 {
         bail!(usage("--upload-concurrency must be at least 1"));
     }
-    let retry = swift::RetryPolicy {
-        retries: f.storage_retries,
-        stall: std::time::Duration::from_secs(f.storage_timeout.max(1)),
-        ..Default::default()
-    };
+    let retry = retry_policy(f);
     Ok(SwiftStorage::new(SwiftOptions {
         auth: resolved.auth,
         endpoint: resolved.endpoint,
@@ -98,5 +99,46 @@ fn swift_storage(f: &SwiftFlags, container: String) -> Result<SwiftStorage> {
         retry,
         container,
         concurrency: f.upload_concurrency,
+    })?)
+}
+
+/// `--storage-retries` and `--storage-timeout`, for the network storages.
+fn retry_policy(f: &SwiftFlags) -> swift::RetryPolicy {
+    swift::RetryPolicy {
+        retries: f.storage_retries,
+        stall: std::time::Duration::from_secs(f.storage_timeout.max(1)),
+        ..Default::default()
+    }
+}
+
+/// S3 from --access-key/--secret-key/--endpoint, freezer-agent's variables, the AWS ones or
+/// `~/.aws`.
+fn s3_storage(common: &Common, container: String) -> Result<S3Storage> {
+    let f = &common.s3;
+    let args = S3Args {
+        access_key: f.access_key.clone(),
+        secret_key: f.secret_key.clone().map(Secret::new),
+        endpoint: f.endpoint.clone(),
+        region: f.s3_region.clone(),
+        addressing: f.s3_addressing.map(|a| match a {
+            S3Addressing::Path => s3::Addressing::Path,
+            S3Addressing::Virtual => s3::Addressing::VirtualHost,
+        }),
+    };
+    let settings = s3::resolve(&args, &|name| std::env::var(name).ok())?;
+    let net = &common.swift;
+    if net.upload_concurrency == 0 {
+        bail!(usage("--upload-concurrency must be at least 1"));
+    }
+    Ok(S3Storage::new(S3Options {
+        settings,
+        transport: swift::Transport {
+            insecure: net.insecure,
+            ca_file: None,
+            proxy: net.proxy.clone(),
+        },
+        retry: retry_policy(net),
+        container,
+        concurrency: net.upload_concurrency,
     })?)
 }

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use super::http::{Http, Reply};
 use crate::error::{Error, ErrorKind, Result};
+use crate::storage::http::{Http, Reply};
 
 /// A secret string (password, key, token): never printed, not even by `Debug`.
 #[derive(Clone, PartialEq, Eq)]

@@ -5,8 +5,8 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Instant;
 
 use super::auth::{Auth, EndpointFilter, Secret, Session};
-use super::http::{Http, Reply};
 use crate::error::{Error, ErrorKind, Result};
+use crate::storage::http::{Http, Reply};
 
 /// What a request is addressed to.
 #[derive(Clone, Copy, Debug)]

@@ -1,5 +1,5 @@
-//! HTTP on `ureq` (rustls + ring): one request at a time per call, whole replies, and the
-//! retries: exponential backoff with full jitter on connection failures, stalls (no byte for
+//! HTTP on `ureq` (rustls + ring) for the object stores (Swift, S3): one request at a time
+//! per call, whole replies, and the retries: exponential backoff with full jitter on connection failures, stalls (no byte for
 //! `stall` seconds), 408, 429 and 5xx, honouring `Retry-After`; capped, then a loud error.
 
 use std::io::Read;
