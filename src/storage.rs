@@ -19,6 +19,7 @@ use crate::error::{Error, Result};
 
 pub(crate) mod http;
 pub mod local;
+pub mod multi;
 mod parallel;
 pub mod s3;
 pub mod swift;
@@ -36,6 +37,8 @@ pub struct SegmentRef {
     pub offset: u64,
     /// Its recorded size.
     pub size: u64,
+    /// Its recorded sha256, where the caller has it (a storage with copies picks a good one).
+    pub sha256: Option<[u8; 32]>,
 }
 
 /// What a storage can hold, checked before a backup starts.
@@ -268,7 +271,7 @@ pub(crate) fn segment_refs(sizes: impl IntoIterator<Item = u64>) -> Vec<SegmentR
         .into_iter()
         .enumerate()
         .map(|(i, size)| {
-            let r = SegmentRef { index: i as u64, offset, size };
+            let r = SegmentRef { index: i as u64, offset, size, sha256: None };
             offset += size;
             r
         })

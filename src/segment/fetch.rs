@@ -67,7 +67,11 @@ impl Fetcher {
             moved: Condvar::new(),
         });
         let (tx, rx) = channel();
-        let refs: Arc<Vec<SegmentRef>> = Arc::new(segment_refs(segments.iter().map(|s| s.size)));
+        let mut refs = segment_refs(segments.iter().map(|s| s.size));
+        for (r, s) in refs.iter_mut().zip(segments) {
+            r.sha256 = hex::decode(&s.sha256).ok().and_then(|h| h.try_into().ok());
+        }
+        let refs: Arc<Vec<SegmentRef>> = Arc::new(refs);
         let hashes: Arc<Vec<String>> =
             Arc::new(segments.iter().map(|s| s.sha256.clone()).collect());
         for _ in 0..ahead.min(segments.len().max(1)) {

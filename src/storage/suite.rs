@@ -118,7 +118,8 @@ fn upload_and_read_back(s: &dyn StorageWrite) {
         assert_eq!(&s.read_segment(key, r).unwrap(), p, "segment {}", r.index);
     }
     // A segment past the end is empty: the caller sees it short.
-    let past = SegmentRef { index: u64::from(count), offset: whole.len() as u64, size: 5 };
+    let past =
+        SegmentRef { index: u64::from(count), offset: whole.len() as u64, size: 5, sha256: None };
     assert_eq!(s.read_segment(key, &past).unwrap(), Vec::<u8>::new());
     // The data dir lists the data object; nothing temporary shows.
     assert!(s.list("data/tar/h_b/10/0_10").unwrap().contains(&"data".to_string()));
@@ -132,7 +133,7 @@ fn empty_upload(s: &dyn StorageWrite) {
     up.put_segment(0, Vec::new()).unwrap();
     up.commit().unwrap();
     assert_eq!(s.size("d/0_1/data").unwrap(), Some(0));
-    let r = SegmentRef { index: 0, offset: 0, size: 0 };
+    let r = SegmentRef { index: 0, offset: 0, size: 0, sha256: None };
     assert_eq!(s.read_segment("d/0_1/data", &r).unwrap(), Vec::<u8>::new());
 }
 

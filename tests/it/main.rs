@@ -13,6 +13,7 @@ mod hostile;
 mod keys;
 mod messages;
 mod mounts;
+mod multi;
 mod ops;
 mod property;
 mod prune;

@@ -186,6 +186,11 @@ pub struct Common {
     #[arg(help_heading = "Storage", long, value_enum)]
     pub storage: Option<StorageKind>,
 
+    /// With several storages ([storage:NAME] sections of --config): fail (one fails, all
+    /// fail; no copy is kept) or warn (keep the copies that succeeded, exit 3).
+    #[arg(help_heading = "Storage", long, value_enum, value_name = "WHAT", default_value = "fail")]
+    pub storage_failure: StorageFailure,
+
     /// Host name the backups belong to; set it to restore another host's backups.
     #[arg(
         help_heading = "Storage",
@@ -224,8 +229,9 @@ pub struct Common {
     #[arg(long = "noquiet", hide = true, overrides_with = "quiet")]
     pub no_quiet: bool,
 
-    /// Read options from a freezer-agent INI job file (any section but [storage:*]); options
-    /// given on the command line win over the file.
+    /// Read options from a freezer-agent INI job file; options given on the command line win
+    /// over the file. Its [storage:NAME] sections (storage=, container=, credentials) make
+    /// the run write to all of those storages at once.
     #[arg(help_heading = "Operation", long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
@@ -347,6 +353,14 @@ pub struct SwiftFlags {
         default_value_t = 60
     )]
     pub storage_timeout: u64,
+}
+
+/// `--storage-failure`.
+#[derive(ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum StorageFailure {
+    #[default]
+    Fail,
+    Warn,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

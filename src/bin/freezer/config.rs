@@ -1,6 +1,7 @@
 //! `--config FILE`: freezer-agent's INI job files (what freezer-scheduler writes as `[action]`,
-//! what the docs show as `[default]`). Every section but `[storage:*]` is read; keys may use `-`
-//! or `_`; `True`/`true`/`False`/`false` are booleans; `None` and empty values are unset.
+//! what the docs show as `[default]`). Every section but `[storage:*]` gives the run's options;
+//! each `[storage:NAME]` gives one storage of a multi-storage run. Keys may use `-` or `_`;
+//! `True`/`true`/`False`/`false` are booleans; `None` and empty values are unset.
 //!
 //! The file becomes command-line arguments placed *before* the real ones, so the command line
 //! wins (freezer-agent does the opposite of its own documentation). Unknown keys are warnings.
@@ -11,28 +12,59 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use clap::{ArgAction, Command};
 
-/// `args` with the `--config` file's options inserted after the program name (and subcommand).
-/// Returns the new arguments and the warnings to log once logging is set up.
-pub fn expand(args: Vec<OsString>, cli: &Command) -> Result<(Vec<OsString>, Vec<String>)> {
+/// What a `--config` file gives: the arguments (its options inserted after the program name
+/// and subcommand), warnings to log once logging is set up, and its `[storage:NAME]` sections,
+/// each as the arguments of its own storage.
+#[derive(Default)]
+pub struct Expanded {
+    pub args: Vec<OsString>,
+    pub warnings: Vec<String>,
+    pub storages: Vec<(String, Vec<OsString>)>,
+}
+
+pub fn expand(args: Vec<OsString>, cli: &Command) -> Result<Expanded> {
     let Some(path) = config_path(&args)? else {
-        return Ok((args, Vec::new()));
+        return Ok(Expanded { args, ..Default::default() });
     };
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("cannot read --config {}", Path::new(&path).display()))?;
+    let shown = Path::new(&path).display().to_string();
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("cannot read --config {shown}"))?;
     // Options of the subcommand when one is used, else the top level's (agent spelling).
     let sub = args.get(1).and_then(|a| a.to_str()).and_then(|name| cli.find_subcommand(name));
     let cmd = sub.unwrap_or(cli);
-    let mut warnings = Vec::new();
-    let mut extra = Vec::new();
-    for (section, key, value) in
-        parse(&text).with_context(|| format!("in --config {}", Path::new(&path).display()))?
-    {
-        if section.starts_with("storage:") {
-            warnings.push(format!(
-                "--config: section [{section}] (several storages) is not supported; ignored"
-            ));
-            continue;
+    let mut out = Expanded::default();
+    let mut main = Vec::new();
+    let mut sections: Vec<(String, Vec<(String, String)>)> = Vec::new();
+    for (section, key, value) in parse(&text).with_context(|| format!("in --config {shown}"))? {
+        match section.strip_prefix("storage:") {
+            Some(name) => match sections.iter_mut().find(|(n, _)| n == name) {
+                Some((_, pairs)) => pairs.push((key, value)),
+                None => sections.push((name.to_string(), vec![(key, value)])),
+            },
+            None => main.push((key, value)),
         }
+    }
+    let extra = to_args(&main, cmd, &shown, &mut out.warnings)?;
+    for (name, pairs) in sections {
+        let args = to_args(&pairs, cli, &format!("{shown} [storage:{name}]"), &mut out.warnings)?;
+        out.storages.push((name, args));
+    }
+    let at = if sub.is_some() { 2 } else { 1 };
+    out.args = args[..at.min(args.len())].to_vec();
+    out.args.extend(extra);
+    out.args.extend(args.into_iter().skip(at));
+    Ok(out)
+}
+
+/// `key = value` pairs as `cmd`'s arguments; `shown` names the file (and section).
+fn to_args(
+    pairs: &[(String, String)],
+    cmd: &Command,
+    shown: &str,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<OsString>> {
+    let mut extra = Vec::new();
+    for (key, value) in pairs {
         let long = key.replace('_', "-");
         let value = value.trim();
         if long == "config" || value.is_empty() || value == "None" {
@@ -41,9 +73,8 @@ pub fn expand(args: Vec<OsString>, cli: &Command) -> Result<(Vec<OsString>, Vec<
         if let Some((name, _, treat)) = crate::args::agent_only(&long) {
             match treat {
                 crate::args::Treat::NotYet(what) => bail!(freezer::Error::usage(format!(
-                    "--config {}: '{key}' (--{name}, {what}) is not supported yet by this \
-                     version of freezer",
-                    Path::new(&path).display()
+                    "--config {shown}: '{key}' (--{name}, {what}) is not supported yet by this \
+                     version of freezer"
                 ))),
                 crate::args::Treat::Same => continue,
             }
@@ -53,8 +84,7 @@ pub fn expand(args: Vec<OsString>, cli: &Command) -> Result<(Vec<OsString>, Vec<
             match closest(&long, longs) {
                 // A typo in a key that decides what is encrypted or deleted must not pass.
                 Some(known) if guards_data(known) => bail!(freezer::Error::usage(format!(
-                    "--config {}: unknown option '{key}'; did you mean '{}'?",
-                    Path::new(&path).display(),
+                    "--config {shown}: unknown option '{key}'; did you mean '{}'?",
                     known.replace('-', "_")
                 ))),
                 Some(known) => warnings.push(format!(
@@ -74,8 +104,7 @@ pub fn expand(args: Vec<OsString>, cli: &Command) -> Result<(Vec<OsString>, Vec<
                     }
                 }
                 other => bail!(freezer::Error::usage(format!(
-                    "--config {}: '{key} = {other}' must be True or False",
-                    Path::new(&path).display()
+                    "--config {shown}: '{key} = {other}' must be True or False"
                 ))),
             },
             ArgAction::Append => {
@@ -86,11 +115,7 @@ pub fn expand(args: Vec<OsString>, cli: &Command) -> Result<(Vec<OsString>, Vec<
             _ => extra.push(format!("--{long}={value}").into()),
         }
     }
-    let at = if sub.is_some() { 2 } else { 1 };
-    let mut out: Vec<OsString> = args[..at.min(args.len())].to_vec();
-    out.extend(extra);
-    out.extend(args.into_iter().skip(at));
-    Ok((out, warnings))
+    Ok(extra)
 }
 
 /// Options whose misspelling would silently change what is encrypted or removed.

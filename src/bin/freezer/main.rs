@@ -36,13 +36,14 @@ fn main() -> ExitCode {
     }
     let profile = run::Profile::from_argv0(args.first().cloned());
     let exposed = args::secrets_on_command_line(&args);
-    let (args, mut warnings) = match config::expand(args, &cli::Cli::command()) {
-        Ok(x) => x,
-        Err(err) => {
-            eprintln!("freezer: error: {err:#}");
-            return exit::for_error(&err).into();
-        }
-    };
+    let config::Expanded { args, mut warnings, storages } =
+        match config::expand(args, &cli::Cli::command()) {
+            Ok(x) => x,
+            Err(err) => {
+                eprintln!("freezer: error: {err:#}");
+                return exit::for_error(&err).into();
+            }
+        };
     warnings.extend(exposed);
     let args = match args::prepare(args, &cli::Cli::command()) {
         Ok(args) => args,
@@ -53,7 +54,7 @@ fn main() -> ExitCode {
     };
     let cli = cli::Cli::parse_from(args);
     let quiet = run::is_quiet(&cli);
-    match run::run(cli, profile, &warnings) {
+    match run::run(cli, profile, &warnings, storages) {
         Ok(code) => code.into(),
         Err(err) => {
             let code = exit::for_error(&err);

@@ -60,7 +60,7 @@ impl Profile {
         }
     }
 
-    fn storage(self) -> StorageKind {
+    pub fn storage(self) -> StorageKind {
         match self {
             Profile::Freezer => StorageKind::Local,
             Profile::Agent => StorageKind::Swift,
@@ -74,7 +74,7 @@ impl Profile {
         }
     }
 
-    fn container(self) -> &'static str {
+    pub fn container(self) -> &'static str {
         match self {
             Profile::Freezer => "/var/backups/freezer",
             Profile::Agent => "freezer_backups",
@@ -103,7 +103,12 @@ enum Job {
     ListObjects,
 }
 
-pub fn run(cli: Cli, profile: Profile, config_warnings: &[String]) -> Result<Exit> {
+pub fn run(
+    cli: Cli,
+    profile: Profile,
+    config_warnings: &[String],
+    sections: Vec<(String, Vec<std::ffi::OsString>)>,
+) -> Result<Exit> {
     let (common, unsupported, job) = match cli.command {
         Some(Command::Backup(c)) => {
             let path =
@@ -195,7 +200,8 @@ pub fn run(cli: Cli, profile: Profile, config_warnings: &[String]) -> Result<Exi
     // Built once: the lock, the backup and the prune after it share this storage.
     let container = common.container.clone().unwrap_or_else(|| profile.container().to_string());
     let kind = common.storage.unwrap_or(profile.storage());
-    let (base, base_reads) = storage::open(kind, &common, container.clone())?;
+    let opened = storage::open_all(kind, &common, container.clone(), profile, sections)?;
+    let (base, base_reads) = (opened.write, opened.read);
     let storage: Arc<dyn StorageWrite> = Arc::new(Limited::new(base, up, down));
     // Restore, list and verify also see the backups freezerc 1.0 left in a Swift container.
     let reads: Arc<dyn Storage> = Arc::new(Limited::new(base_reads, up, down));
@@ -227,8 +233,8 @@ pub fn run(cli: Cli, profile: Profile, config_warnings: &[String]) -> Result<Exi
                 // As freezer-agent: flush what applications wrote before reading it.
                 nix::unistd::sync();
             }
-            if kind == StorageKind::Local {
-                exclude_container(&mut opts, Path::new(&container));
+            for dir in &opened.local_dirs {
+                exclude_container(&mut opts, dir);
             }
             // One run per host and backup name: a second one waits or fails clearly. A dry run
             // writes nothing, not even a lock.
@@ -258,7 +264,11 @@ pub fn run(cli: Cli, profile: Profile, config_warnings: &[String]) -> Result<Exi
                 // run until it is stale (or its pid is gone, on this host).
                 log::warn!("the backup is complete, but its lock could not be removed: {e}");
             }
-            Ok(if report.unreadable > 0 { Exit::Warnings } else { Exit::Ok })
+            let dropped = opened.multi.map(|m| m.dropped()).unwrap_or_default();
+            for d in &dropped {
+                log::warn!("this backup is missing from {d}");
+            }
+            Ok(if report.unreadable > 0 || !dropped.is_empty() { Exit::Warnings } else { Exit::Ok })
         }
         Job::Restore { target, flags } => {
             let at = flags.restore_from_date.as_deref().map(catalog::parse_date).transpose()?;

@@ -1,18 +1,83 @@
 //! `--storage`: the storage a run writes to, and the view it reads through.
 
-use std::path::Path;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Result, bail};
+use clap::Parser;
 use freezer::storage::local::LocalStorage;
+use freezer::storage::multi::{Member, MultiStorage, OnFailure};
 use freezer::storage::s3::{self, S3Args, S3Options, S3Storage};
 use freezer::storage::swift::{self, OsArgs, Secret, SwiftOptions, SwiftStorage};
 use freezer::storage::{Storage, StorageWrite};
 
-use crate::cli::{Common, S3Addressing, StorageKind, SwiftFlags};
+use crate::cli::{Cli, Common, S3Addressing, StorageFailure, StorageKind, SwiftFlags};
+use crate::run::Profile;
 
 fn usage(msg: &str) -> freezer::Error {
     freezer::Error::usage(msg)
+}
+
+/// The storage a run writes to and the view it reads through, and what else the run needs to
+/// know of them.
+pub struct Opened {
+    pub write: Arc<dyn StorageWrite>,
+    pub read: Arc<dyn Storage>,
+    /// Local directories among them (a backup leaves them out of its source).
+    pub local_dirs: Vec<PathBuf>,
+    /// The set, when `--config` has `[storage:NAME]` sections.
+    pub multi: Option<MultiStorage>,
+}
+
+/// `--storage`/`--container`, or every `[storage:NAME]` section (each as its own arguments)
+/// as one multi-storage, as freezer-agent does when a job file has them.
+pub fn open_all(
+    kind: StorageKind,
+    common: &Common,
+    container: String,
+    profile: Profile,
+    sections: Vec<(String, Vec<OsString>)>,
+) -> Result<Opened> {
+    if sections.is_empty() {
+        let local_dirs = local_dir(kind, &container);
+        let (write, read) = open(kind, common, container)?;
+        return Ok(Opened { write, read, local_dirs, multi: None });
+    }
+    if common.storage.is_some() || common.container.is_some() {
+        log::warn!(
+            "--config has [storage:*] sections: the backup goes to those, not to --storage/--container"
+        );
+    }
+    let mut members = Vec::new();
+    let mut local_dirs = Vec::new();
+    for (name, args) in sections {
+        let argv = std::iter::once(OsString::from("freezer")).chain(args);
+        let cli = Cli::try_parse_from(argv).map_err(|e| {
+            usage(&format!("--config [storage:{name}]: {}", e.render().to_string().trim()))
+        })?;
+        let c = cli.common;
+        let kind = c.storage.unwrap_or(profile.storage());
+        let container = c.container.clone().unwrap_or_else(|| profile.container().to_string());
+        local_dirs.extend(local_dir(kind, &container));
+        let (storage, _) = open(kind, &c, container)
+            .map_err(|e| e.context(format!("--config [storage:{name}]")))?;
+        members.push(Member { name, storage });
+    }
+    let on_failure = match common.storage_failure {
+        StorageFailure::Fail => OnFailure::Fail,
+        StorageFailure::Warn => OnFailure::Warn,
+    };
+    let multi = MultiStorage::new(members, on_failure)?;
+    let write: Arc<dyn StorageWrite> = Arc::new(multi.clone());
+    Ok(Opened { read: write.clone(), write, local_dirs, multi: Some(multi) })
+}
+
+fn local_dir(kind: StorageKind, container: &str) -> Vec<PathBuf> {
+    match kind {
+        StorageKind::Local => vec![PathBuf::from(container)],
+        _ => Vec::new(),
+    }
 }
 
 /// The storage `--storage` names, and the view restores and listings read through.

@@ -90,7 +90,7 @@ fn multipart_round_trip(server: &str) {
     assert!(!s.exists("d/data").unwrap(), "invisible before commit");
     up.commit().unwrap();
     assert_eq!(s.size("d/data").unwrap(), Some(data.len() as u64));
-    let seg = SegmentRef { index: 2, offset: 2 * part as u64, size: 1000 };
+    let seg = SegmentRef { index: 2, offset: 2 * part as u64, size: 1000, sha256: None };
     assert_eq!(s.read_segment("d/data", &seg).unwrap(), &data[2 * part..]);
     let mut all = Vec::new();
     s.open("d/data").unwrap().read_to_end(&mut all).unwrap();

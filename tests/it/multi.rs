@@ -1,0 +1,194 @@
+//! Several storages at once (`[storage:NAME]` sections of `--config`): a local directory and
+//! the real S3 servers `scripts/services` starts; the server stopped half-way is an s3s-fs
+//! of the test's own, so that stopping it disturbs no other test.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output};
+use std::time::Duration;
+
+use crate::support::*;
+use crate::swift::{noise, var};
+
+fn run(args: &[&str]) -> Output {
+    let mut cmd = Command::new(bin());
+    for k in ["ACCESS_KEY", "SECRET_KEY", "ENDPOINT"] {
+        cmd.env_remove(k);
+    }
+    cmd.args(args).output().expect("run freezer")
+}
+
+/// A `[storage:NAME]` section for an S3 server (credentials in the file, as jobs carry them).
+fn s3_section(name: &str, endpoint: &str, key: &str, secret: &str, bucket: &str) -> String {
+    format!(
+        "[storage:{name}]\nstorage = s3\ncontainer = {bucket}\nendpoint = {endpoint}\n\
+         access_key = {key}\nsecret_key = {secret}\nstorage_retries = 1\n"
+    )
+}
+
+fn s3api_section(bucket: &str) -> String {
+    let v = |n: &str| var(&format!("FREEZER_TEST_S3_{n}"));
+    s3_section("swift-s3", &v("ENDPOINT"), &v("ACCESS_KEY"), &v("SECRET_KEY"), bucket)
+}
+
+fn bucket(tag: &str) -> String {
+    crate::swift::container(tag).to_lowercase()
+}
+
+struct Job {
+    t: tempfile::TempDir,
+    src: PathBuf,
+    ini: PathBuf,
+    local: PathBuf,
+}
+
+fn job(extra_sections: &str, size: usize) -> Job {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    write(&src.join("big"), noise(3, size));
+    sample_tree(&src.join("tree"));
+    let local = t.path().join("local");
+    let ini = t.path().join("job.ini");
+    let text = format!(
+        "[action]\nbackup_name = m\nhostname = h\nmax_segment_size = 5M\n\n\
+         [storage:disk]\nstorage = local\ncontainer = {}\n\n{extra_sections}",
+        local.display()
+    );
+    write(&ini, text);
+    Job { t, src, ini, local }
+}
+
+impl Job {
+    fn backup(&self, extra: &[&str]) -> Output {
+        let (s, c) = (self.src.to_str().unwrap(), self.ini.to_str().unwrap());
+        run(&[&["backup", s, "--config", c][..], extra].concat())
+    }
+    fn restore(&self, name: &str, extra: &[&str]) -> (PathBuf, Output) {
+        let dest = self.t.path().join(name);
+        let (d, c) = (dest.to_str().unwrap(), self.ini.to_str().unwrap());
+        (dest.clone(), run(&[&["restore", d, "--config", c][..], extra].concat()))
+    }
+    /// The backups `freezer list` shows in the local member alone.
+    fn local_backups(&self) -> Vec<serde_json::Value> {
+        let l = self.local.to_str().unwrap();
+        let out = run(&["list", "--json", "-N", "m", "--hostname", "h", "-C", l]);
+        assert_code(&out, 0);
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+}
+
+#[test]
+fn a_backup_lands_in_every_storage_and_restores_past_a_damaged_copy() {
+    let b = bucket("multi");
+    let j = job(&s3api_section(&b), 11 << 20);
+    assert_code(&j.backup(&[]), 0);
+    assert_eq!(j.local_backups().len(), 1);
+    // The S3 copy alone restores.
+    let v = |n: &str| var(&format!("FREEZER_TEST_S3_{n}"));
+    let out = Command::new(bin())
+        .env("ACCESS_KEY", v("ACCESS_KEY"))
+        .env("SECRET_KEY", v("SECRET_KEY"))
+        .env("ENDPOINT", v("ENDPOINT"))
+        .args(["list", "--json", "-N", "m", "--hostname", "h", "--storage", "s3", "-C", &b])
+        .output()
+        .unwrap();
+    assert_code(&out, 0);
+    assert_eq!(serde_json::from_slice::<Vec<serde_json::Value>>(&out.stdout).unwrap().len(), 1);
+    // Damage the local copy's second segment: the restore takes it from S3.
+    let data = find(&j.local, "data");
+    let mut bytes = std::fs::read(&data).unwrap();
+    bytes[(5 << 20) + 1000] ^= 0x55;
+    std::fs::write(&data, bytes).unwrap();
+    let (dest, out) = j.restore("r", &[]);
+    assert_code(&out, 0);
+    assert!(stderr(&out).contains("[storage:disk]"), "says which copy was bad: {}", stderr(&out));
+    assert_eq!(manifest(&dest, false), manifest(&j.src, false));
+}
+
+/// The first file named `name` under `root`.
+fn find(root: &Path, name: &str) -> PathBuf {
+    let out = sh(&format!("find {} -name {name} -type f | head -n 1", root.display()));
+    PathBuf::from(out.trim())
+}
+
+/// An s3s-fs of this test's own, on a free port.
+struct OwnS3 {
+    child: Child,
+    endpoint: String,
+    _dir: tempfile::TempDir,
+}
+
+impl OwnS3 {
+    fn start() -> OwnS3 {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let dir = tempfile::tempdir().unwrap();
+        let child = Command::new(var("FREEZER_TEST_S3S_BIN"))
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--access-key", "own", "--secret-key", "own-secret"])
+            .arg(dir.path())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let endpoint = format!("http://127.0.0.1:{port}");
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        OwnS3 { child, endpoint, _dir: dir }
+    }
+    fn section(&self, bucket: &str) -> String {
+        s3_section("own-s3", &self.endpoint, "own", "own-secret", bucket)
+    }
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for OwnS3 {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Backs up 40 MiB at 8 MiB/s to three storages and stops `own` after 2 s.
+fn backup_with_a_storage_stopped_half_way(policy: &str) -> (Job, Output, String) {
+    let mut own = OwnS3::start();
+    let b = bucket("half");
+    let sections = format!("{}\n{}", s3api_section(&b), own.section("halfway"));
+    let j = job(&sections, 40 << 20);
+    let (s, c) = (j.src.to_str().unwrap(), j.ini.to_str().unwrap());
+    let child = Command::new(bin())
+        .args(["backup", s, "--config", c, "--upload-limit", "8M", "--storage-failure", policy])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    own.stop();
+    let out = child.wait_with_output().unwrap();
+    (j, out, b)
+}
+
+#[test]
+fn a_storage_stopped_half_way_fails_the_run_and_no_copy_is_visible() {
+    let (j, out, b) = backup_with_a_storage_stopped_half_way("fail");
+    assert_code(&out, 1);
+    assert!(stderr(&out).contains("[storage:own-s3]"), "{}", stderr(&out));
+    assert!(j.local_backups().is_empty(), "nothing visible in the local copy");
+    let objects = crate::swift::objects(&crate::swift::tempauth(), &b);
+    assert!(objects.iter().all(|n| !n.starts_with("metadata/")), "{objects:#?}");
+}
+
+#[test]
+fn with_storage_failure_warn_the_other_copies_stay_and_the_exit_code_is_3() {
+    let (j, out, _) = backup_with_a_storage_stopped_half_way("warn");
+    assert_code(&out, 3);
+    assert!(stderr(&out).contains("missing from [storage:own-s3]"), "{}", stderr(&out));
+    assert_eq!(j.local_backups().len(), 1);
+    // The restore from the set finds it in the first storage that has it.
+    let (dest, out) = j.restore("r", &[]);
+    assert_code(&out, 0);
+    assert_eq!(manifest(&dest, false), manifest(&j.src, false));
+}
