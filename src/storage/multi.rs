@@ -346,9 +346,7 @@ impl MultiUpload {
     fn settle(&mut self, failures: Vec<(usize, Error)>) -> Result<()> {
         for (i, e) in failures {
             let at = self.uploads.iter().position(|(m, _)| *m == i);
-            if let Err(e) = self.set.failed(i, e) {
-                return Err(e);
-            }
+            self.set.failed(i, e)?;
             if let Some(at) = at {
                 let (_, upload) = self.uploads.remove(at);
                 if let Err(e) = upload.abort() {
