@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::error::{Error, Result};
 
+pub mod ftp;
 pub mod local;
 pub mod swift;
 

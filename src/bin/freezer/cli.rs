@@ -6,6 +6,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+mod ftp;
+pub use ftp::FtpFlags;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "freezer",
@@ -253,6 +256,8 @@ pub struct Common {
 
     #[command(flatten)]
     pub swift: SwiftFlags,
+    #[command(flatten)]
+    pub ftp: FtpFlags,
 }
 
 /// Swift settings. Credentials also come from the OS_* variables, an openrc file (--osrc) or
