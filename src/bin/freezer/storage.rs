@@ -52,7 +52,7 @@ pub fn open(
         other => {
             let name = format!("{other:?}").to_lowercase();
             bail!(usage(&format!(
-                "--storage {name} is not supported yet by this version; use --storage local, swift, ftp or ftps"
+                "--storage {name} is not supported yet by this version; use --storage local or swift"
             )))
         }
     }
