@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use crate::error::{Error, Result};
 
 pub(crate) mod http;
+pub mod ftp;
 pub mod local;
 pub mod multi;
 mod parallel;

@@ -8,6 +8,7 @@ mod crypt;
 mod damage;
 mod faults;
 mod freezerc;
+mod ftp;
 mod gnu;
 mod hostile;
 mod keys;

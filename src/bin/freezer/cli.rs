@@ -8,6 +8,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 mod s3;
 pub use s3::{S3Addressing, S3Flags};
+mod ftp;
+pub use ftp::FtpFlags;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -265,6 +267,8 @@ pub struct Common {
 
     #[command(flatten)]
     pub s3: S3Flags,
+    #[command(flatten)]
+    pub ftp: FtpFlags,
 }
 
 /// Swift settings. Credentials also come from the OS_* variables, an openrc file (--osrc) or

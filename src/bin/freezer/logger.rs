@@ -22,6 +22,11 @@ pub fn printed_to_stderr() -> bool {
 
 impl log::Log for Logger {
     fn enabled(&self, m: &log::Metadata) -> bool {
+        // The FTP and TLS crates' own lines are for debugging only (the storage reports
+        // failures itself), and suppaftp traces every command, the FTP password's too.
+        if ["suppaftp", "rustls"].iter().any(|t| m.target().starts_with(t)) {
+            return m.level() <= log::Level::Debug && self.level >= log::LevelFilter::Debug;
+        }
         m.level() <= self.level || m.level() <= log::Level::Warn
     }
 
@@ -29,7 +34,8 @@ impl log::Log for Logger {
         if !self.enabled(record.metadata()) {
             return;
         }
-        if self.stderr && record.level() <= log::Level::Warn {
+        let library = ["suppaftp", "rustls"].iter().any(|t| record.target().starts_with(t));
+        if self.stderr && record.level() <= log::Level::Warn && !library {
             let level = if record.level() == log::Level::Error { "error" } else { "warning" };
             eprintln!("freezer: {level}: {}", record.args());
         }

@@ -6,13 +6,14 @@ use std::sync::Arc;
 
 use anyhow::{Result, bail};
 use clap::Parser;
+use freezer::storage::ftp::{FtpOptions, FtpStorage, TlsOptions};
 use freezer::storage::local::LocalStorage;
 use freezer::storage::multi::{Member, MultiStorage, OnFailure};
 use freezer::storage::s3::{self, S3Args, S3Options, S3Storage};
 use freezer::storage::swift::{self, OsArgs, Secret, SwiftOptions, SwiftStorage};
 use freezer::storage::{Storage, StorageWrite};
 
-use crate::cli::{Cli, Common, S3Addressing, StorageFailure, StorageKind, SwiftFlags};
+use crate::cli::{Cli, Common, FtpFlags, S3Addressing, StorageFailure, StorageKind, SwiftFlags};
 use crate::run::Profile;
 
 fn usage(msg: &str) -> freezer::Error {
@@ -113,10 +114,15 @@ pub fn open(
             let s3 = Arc::new(s3_storage(common, container)?);
             Ok((s3.clone(), s3))
         }
+        StorageKind::Ftp | StorageKind::Ftps => {
+            let ftps = kind == StorageKind::Ftps;
+            let ftp = Arc::new(ftp_storage(ftps, &common.ftp, &common.swift, container)?);
+            Ok((ftp.clone(), ftp))
+        }
         other => {
             let name = format!("{other:?}").to_lowercase();
             bail!(usage(&format!(
-                "--storage {name} is not supported yet by this version; use --storage local, swift or s3"
+                "--storage {name} is not supported yet by this version; use --storage local, swift, s3, ftp or ftps"
             )))
         }
     }
@@ -205,5 +211,52 @@ fn s3_storage(common: &Common, container: String) -> Result<S3Storage> {
         retry: retry_policy(net),
         container,
         concurrency: net.upload_concurrency,
+    })?)
+}
+/// FTP or FTPS from the --ftp-* options; the password also from FREEZER_FTP_PASSWORD.
+fn ftp_storage(
+    tls: bool,
+    f: &FtpFlags,
+    swift: &SwiftFlags,
+    container: String,
+) -> Result<FtpStorage> {
+    let kind = if tls { "ftps" } else { "ftp" };
+    let password = f
+        .ftp_password
+        .clone()
+        .or_else(|| std::env::var("FREEZER_FTP_PASSWORD").ok().map(swift::Secret::new))
+        .ok_or_else(|| {
+            usage(&format!(
+                "--storage {kind} needs the FTP password: ftp_password in a --config file, or \
+                 the FREEZER_FTP_PASSWORD environment variable"
+            ))
+        })?;
+    let tls = match (tls, &f.ftp_keyfile, &f.ftp_certfile) {
+        (false, None, None) => None,
+        (false, ..) => {
+            log::warn!("--ftp-keyfile and --ftp-certfile apply to --storage ftps only; ignored");
+            None
+        }
+        (true, Some(key), Some(cert)) => {
+            Some(TlsOptions { ca_file: None, client_cert: Some((cert.clone(), key.clone())) })
+        }
+        (true, Some(_), None) => bail!(usage(
+            "--ftp-keyfile needs --ftp-certfile (the client certificate that goes with the key)"
+        )),
+        (true, None, ca) => Some(TlsOptions { ca_file: ca.clone(), client_cert: None }),
+    };
+    if swift.upload_concurrency == 0 {
+        bail!(usage("--upload-concurrency must be at least 1"));
+    }
+    Ok(FtpStorage::new(FtpOptions {
+        host: f.ftp_host.clone().unwrap_or_default(),
+        port: f.ftp_port,
+        user: f.ftp_username.clone().unwrap_or_default(),
+        password,
+        tls,
+        container,
+        timeout: std::time::Duration::from_secs(swift.storage_timeout.max(1)),
+        retries: swift.storage_retries,
+        concurrency: swift.upload_concurrency,
     })?)
 }
