@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use crate::error::{Error, Result};
 
 pub mod local;
+pub mod sftp;
 pub mod swift;
 
 #[cfg(test)]
