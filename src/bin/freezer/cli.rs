@@ -6,6 +6,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+mod sftp;
+pub use sftp::SftpFlags;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "freezer",
@@ -253,6 +256,9 @@ pub struct Common {
 
     #[command(flatten)]
     pub swift: SwiftFlags,
+
+    #[command(flatten)]
+    pub sftp: SftpFlags,
 }
 
 /// Swift settings. Credentials also come from the OS_* variables, an openrc file (--osrc) or

@@ -195,7 +195,7 @@ pub fn run(cli: Cli, profile: Profile, config_warnings: &[String]) -> Result<Exi
     // Built once: the lock, the backup and the prune after it share this storage.
     let container = common.container.clone().unwrap_or_else(|| profile.container().to_string());
     let kind = common.storage.unwrap_or(profile.storage());
-    let (base, base_reads) = storage::open(kind, &common.swift, container.clone())?;
+    let (base, base_reads) = storage::open(kind, &common.swift, &common.sftp, container.clone())?;
     let storage: Arc<dyn StorageWrite> = Arc::new(Limited::new(base, up, down));
     // Restore, list and verify also see the backups freezerc 1.0 left in a Swift container.
     let reads: Arc<dyn Storage> = Arc::new(Limited::new(base_reads, up, down));
