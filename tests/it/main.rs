@@ -17,4 +17,5 @@ mod ops;
 mod property;
 mod prune;
 mod roundtrip;
+mod sftp;
 mod swift;
