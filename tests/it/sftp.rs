@@ -164,7 +164,7 @@ fn a_password_from_a_config_file_works_and_is_never_printed_or_logged() {
     assert_eq!(owner.trim(), var("FREEZER_TEST_SSH_PASSWORD_USER"));
     // FREEZER_SSH_PASSWORD works too; on the command line it works with a warning.
     let mut cmd = Command::new(bin());
-    cmd.env("FREEZER_SSH_PASSWORD", &pw).args(["list", "-N", "pw"]).args(&logged);
+    cmd.env("FREEZER_SSH_PASSWORD", &pw).args(["list", "-N", "pw"]).args(logged);
     let out = cmd.args(password_args(&c)).output().unwrap();
     assert_code(&out, 0);
     outputs.push(out);
