@@ -313,3 +313,31 @@ fn freezer_agent_and_freezer_restore_each_others_chains_over_sftp() {
         assert_eq!(manifest(&dest, false), states[level], "level {level}");
     }
 }
+
+#[test]
+fn an_interrupted_backup_leaves_no_file_behind() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    write(&src.join("f"), crate::swift::noise(6, 1_000_000));
+    let c = remote_dir("abort");
+    let s = src.to_str().unwrap();
+    let args = ["backup", s, "-N", "a", "--upload-limit", "100K", "--compression", "none"];
+    let mut child = Command::new(bin()).args(args).args(ssh_args(&c)).spawn().unwrap();
+    let mut writing = false;
+    for _ in 0..200 {
+        if Path::new(&c).exists() && files(Path::new(&c)).iter().any(|n| n.contains("/.data.tmp-"))
+        {
+            writing = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    assert!(writing, "the data file is being written: {:?}", files(Path::new(&c)));
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    assert!(!child.wait().unwrap().success());
+    let left = sh(&format!("find '{c}' -type f"));
+    assert_eq!(left, "", "the temp data, the snapshot and the lock are removed");
+    let out = run(&["list", "-N", "a"], &ssh_args(&c));
+    assert_code(&out, 0);
+}
