@@ -23,6 +23,14 @@ use crate::error::{Error, Result};
 const MAX_CHUNK: u32 = 255 * 1024;
 /// Requests in flight per file: enough to keep a fast link busy over the SSH window.
 pub(super) const IN_FLIGHT: usize = 16;
+/// Ciphers in our order of preference.
+const CIPHERS: &[russh::cipher::Name] = &[
+    russh::cipher::AES_128_GCM,
+    russh::cipher::AES_256_GCM,
+    russh::cipher::CHACHA20_POLY1305,
+    russh::cipher::AES_256_CTR,
+    russh::cipher::AES_128_CTR,
+];
 /// The SSH channel window: how much the server may send before we acknowledge.
 const WINDOW: u32 = 16 << 20;
 
@@ -312,7 +320,12 @@ async fn establish(
         file: opts.known_hosts.clone(),
         accept_new: opts.accept_new_host_key,
     };
-    let preferred = russh::Preferred { key: keys.preferred().into(), ..Default::default() };
+    let preferred = russh::Preferred {
+        key: keys.preferred().into(),
+        // AES-GCM first: AES-NI makes it several times cheaper than ChaCha20 on both ends.
+        cipher: CIPHERS.into(),
+        ..Default::default()
+    };
     let config = Arc::new(client::Config {
         preferred,
         window_size: WINDOW,
