@@ -17,12 +17,13 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::error::{Error, Result};
 
-pub(crate) mod http;
 pub mod ftp;
+pub(crate) mod http;
 pub mod local;
 pub mod multi;
 mod parallel;
 pub mod s3;
+pub mod sftp;
 pub mod swift;
 
 #[cfg(test)]

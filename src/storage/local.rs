@@ -48,7 +48,7 @@ impl LocalStorage {
 }
 
 /// Keys are relative `/`-separated paths with no empty, `.` or `..` component.
-fn check_key(key: &str) -> Result<()> {
+pub(crate) fn check_key(key: &str) -> Result<()> {
     let bad = |why: &str| {
         Error::storage(format!("invalid storage key {key:?}: {why} (this is a bug in freezer)"))
     };
@@ -70,7 +70,7 @@ fn check_key(key: &str) -> Result<()> {
 }
 
 /// Whether `name` is one of our temporary names (`.<name>.tmp-<pid>-<n>`).
-fn is_temp_name(name: &str) -> bool {
+pub(crate) fn is_temp_name(name: &str) -> bool {
     name.starts_with('.') && name.contains(".tmp-")
 }
 

@@ -20,4 +20,5 @@ mod property;
 mod prune;
 mod roundtrip;
 mod s3;
+mod sftp;
 mod swift;

@@ -1,6 +1,6 @@
-//! Several storages at once (`[storage:NAME]` sections of `--config`): a local directory and
-//! the real S3 servers `scripts/services` starts; the server stopped half-way is an s3s-fs
-//! of the test's own, so that stopping it disturbs no other test.
+//! Several storages at once (`[storage:NAME]` sections of `--config`): a local directory, the
+//! real S3 (Swift's s3api) and sshd that `scripts/services` starts; the SFTP server stopped
+//! half-way is an sshd of the test's own, so that stopping it disturbs no other test.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
@@ -79,9 +79,18 @@ impl Job {
 #[test]
 fn a_backup_lands_in_every_storage_and_restores_past_a_damaged_copy() {
     let b = bucket("multi");
-    let j = job(&s3api_section(&b), 11 << 20);
+    let remote = format!("{}/{b}", var("FREEZER_TEST_SSH_ROOT"));
+    let ssh = ssh_section(
+        "sftp",
+        &var("FREEZER_TEST_SSH_PORT"),
+        &var("FREEZER_TEST_SSH_KNOWN_HOSTS"),
+        &remote,
+    );
+    let j = job(&format!("{}\n{ssh}", s3api_section(&b)), 11 << 20);
     assert_code(&j.backup(&[]), 0);
     assert_eq!(j.local_backups().len(), 1);
+    let on_sftp = sh(&format!("find {remote} -name metadata"));
+    assert_eq!(on_sftp.lines().count(), 1, "the SFTP copy: {on_sftp}");
     // The S3 copy alone restores.
     let v = |n: &str| var(&format!("FREEZER_TEST_S3_{n}"));
     let out = Command::new(bin())
@@ -110,53 +119,106 @@ fn find(root: &Path, name: &str) -> PathBuf {
     PathBuf::from(out.trim())
 }
 
-/// An s3s-fs of this test's own, on a free port.
-struct OwnS3 {
-    child: Child,
-    endpoint: String,
-    _dir: tempfile::TempDir,
+/// The shared sshd's `[storage:NAME]` section.
+fn ssh_section(name: &str, port: &str, known_hosts: &str, dir: &str) -> String {
+    format!(
+        "[storage:{name}]\nstorage = ssh\ncontainer = {dir}\nssh_host = 127.0.0.1\n\
+         ssh_port = {port}\nssh_username = {}\nssh_key = {}\nssh_known_hosts = {known_hosts}\n",
+        var("FREEZER_TEST_SSH_USER"),
+        var("FREEZER_TEST_SSH_KEY"),
+    )
 }
 
-impl OwnS3 {
-    fn start() -> OwnS3 {
+/// An sshd of this test's own (the shared one's keys and users) on a free port, so that
+/// stopping it disturbs no other test.
+struct OwnSshd {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl OwnSshd {
+    fn start() -> OwnSshd {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let dir = tempfile::tempdir().unwrap();
-        let child = Command::new(var("FREEZER_TEST_S3S_BIN"))
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--access-key", "own", "--secret-key", "own-secret"])
-            .arg(dir.path())
+        let state = Path::new(&var("FREEZER_TEST_SERVICES_DIR")).join("sshd");
+        let shared = std::fs::read_to_string(state.join("sshd_config")).unwrap();
+        let config: String = shared
+            .lines()
+            .map(|l| match l.split_whitespace().next() {
+                Some("Port") => format!("Port {port}"),
+                Some("PidFile") => format!("PidFile {}/sshd.pid", dir.path().display()),
+                _ => l.to_string(),
+            })
+            .map(|l| l + "\n")
+            .collect();
+        write(&dir.path().join("sshd_config"), config);
+        let shared_port = var("FREEZER_TEST_SSH_PORT");
+        let known = std::fs::read_to_string(var("FREEZER_TEST_SSH_KNOWN_HOSTS")).unwrap();
+        let known = known.replace(&format!("]:{shared_port} "), &format!("]:{port} "));
+        write(&dir.path().join("known_hosts"), known);
+        let child = Command::new("/usr/sbin/sshd")
+            .args(["-D", "-e", "-f"])
+            .arg(dir.path().join("sshd_config"))
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        let endpoint = format!("http://127.0.0.1:{port}");
         for _ in 0..100 {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
                 break;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        OwnS3 { child, endpoint, _dir: dir }
+        OwnSshd { child, port, dir }
     }
-    fn section(&self, bucket: &str) -> String {
-        s3_section("own-s3", &self.endpoint, "own", "own-secret", bucket)
+    fn section(&self, dir: &str) -> String {
+        let known = self.dir.path().join("known_hosts");
+        ssh_section("own-ssh", &self.port.to_string(), known.to_str().unwrap(), dir)
     }
+    /// Stop the server and every session it forked: the server is gone.
     fn stop(&mut self) {
-        let _ = self.child.kill();
+        kill_tree(self.child.id());
         let _ = self.child.wait();
     }
 }
 
-impl Drop for OwnS3 {
+impl Drop for OwnSshd {
     fn drop(&mut self) {
         self.stop();
     }
 }
 
-/// Backs up 40 MiB at 8 MiB/s to three storages and stops `own` after 2 s.
+/// SIGKILL `pid` and its descendants.
+fn kill_tree(pid: u32) {
+    let mut all = vec![pid];
+    let mut i = 0;
+    while i < all.len() {
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+            let ppid = stat.rsplit(')').next().and_then(|r| r.split_whitespace().nth(1));
+            let child = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok());
+            if let (Some(c), Some(p)) = (child, ppid) {
+                if p == all[i].to_string() && !all.contains(&c) {
+                    all.push(c);
+                }
+            }
+        }
+        i += 1;
+    }
+    for p in all {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(p as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+}
+
+/// Backs up 40 MiB at 8 MiB/s to local + S3 + SFTP and stops the SFTP server after 2 s.
 fn backup_with_a_storage_stopped_half_way(policy: &str) -> (Job, Output, String) {
-    let mut own = OwnS3::start();
+    let mut own = OwnSshd::start();
     let b = bucket("half");
-    let sections = format!("{}\n{}", s3api_section(&b), own.section("halfway"));
+    let remote = format!("{}/{}", var("FREEZER_TEST_SSH_ROOT"), bucket("half"));
+    let sections = format!("{}\n{}", s3api_section(&b), own.section(&remote));
     let j = job(&sections, 40 << 20);
     let (s, c) = (j.src.to_str().unwrap(), j.ini.to_str().unwrap());
     let child = Command::new(bin())
@@ -168,6 +230,8 @@ fn backup_with_a_storage_stopped_half_way(policy: &str) -> (Job, Output, String)
     std::thread::sleep(Duration::from_secs(2));
     own.stop();
     let out = child.wait_with_output().unwrap();
+    let left = sh(&format!("find {remote} -name metadata 2>/dev/null"));
+    assert!(left.trim().is_empty(), "no visible copy on the SFTP server: {left}");
     (j, out, b)
 }
 
@@ -175,7 +239,7 @@ fn backup_with_a_storage_stopped_half_way(policy: &str) -> (Job, Output, String)
 fn a_storage_stopped_half_way_fails_the_run_and_no_copy_is_visible() {
     let (j, out, b) = backup_with_a_storage_stopped_half_way("fail");
     assert_code(&out, 1);
-    assert!(stderr(&out).contains("[storage:own-s3]"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("[storage:own-ssh]"), "{}", stderr(&out));
     assert!(j.local_backups().is_empty(), "nothing visible in the local copy");
     let objects = crate::swift::objects(&crate::swift::tempauth(), &b);
     assert!(objects.iter().all(|n| !n.starts_with("metadata/")), "{objects:#?}");
@@ -185,7 +249,7 @@ fn a_storage_stopped_half_way_fails_the_run_and_no_copy_is_visible() {
 fn with_storage_failure_warn_the_other_copies_stay_and_the_exit_code_is_3() {
     let (j, out, _) = backup_with_a_storage_stopped_half_way("warn");
     assert_code(&out, 3);
-    assert!(stderr(&out).contains("missing from [storage:own-s3]"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("missing from [storage:own-ssh]"), "{}", stderr(&out));
     assert_eq!(j.local_backups().len(), 1);
     // The restore from the set finds it in the first storage that has it.
     let (dest, out) = j.restore("r", &[]);

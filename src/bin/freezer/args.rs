@@ -26,11 +26,6 @@ use Treat::{NotYet, Same};
 /// freezer-agent 19's and freezerc 1.0.8's options that clap does not define:
 /// (long name, takes a value, treatment).
 pub const AGENT_ONLY: &[(&str, bool, Treat)] = &[
-    ("ssh-host", true, NotYet("SSH storage")),
-    ("ssh-key", true, NotYet("SSH storage")),
-    ("ssh-password", true, NotYet("SSH storage")),
-    ("ssh-port", true, NotYet("SSH storage")),
-    ("ssh-username", true, NotYet("SSH storage")),
     ("lvm-srcvol", true, NotYet("LVM snapshots")),
     ("lvm-volgroup", true, NotYet("LVM snapshots")),
     ("lvm-snapname", true, NotYet("LVM snapshots")),

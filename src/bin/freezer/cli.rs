@@ -10,6 +10,8 @@ mod s3;
 pub use s3::{S3Addressing, S3Flags};
 mod ftp;
 pub use ftp::FtpFlags;
+mod sftp;
+pub use sftp::SftpFlags;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -267,6 +269,10 @@ pub struct Common {
 
     #[command(flatten)]
     pub s3: S3Flags,
+
+    #[command(flatten)]
+    pub sftp: SftpFlags,
+
     #[command(flatten)]
     pub ftp: FtpFlags,
 }

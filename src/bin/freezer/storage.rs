@@ -13,7 +13,9 @@ use freezer::storage::s3::{self, S3Args, S3Options, S3Storage};
 use freezer::storage::swift::{self, OsArgs, Secret, SwiftOptions, SwiftStorage};
 use freezer::storage::{Storage, StorageWrite};
 
-use crate::cli::{Cli, Common, FtpFlags, S3Addressing, StorageFailure, StorageKind, SwiftFlags};
+use crate::cli::{
+    Cli, Common, FtpFlags, S3Addressing, SftpFlags, StorageFailure, StorageKind, SwiftFlags,
+};
 use crate::run::Profile;
 
 fn usage(msg: &str) -> freezer::Error {
@@ -119,11 +121,9 @@ pub fn open(
             let ftp = Arc::new(ftp_storage(ftps, &common.ftp, &common.swift, container)?);
             Ok((ftp.clone(), ftp))
         }
-        other => {
-            let name = format!("{other:?}").to_lowercase();
-            bail!(usage(&format!(
-                "--storage {name} is not supported yet by this version; use --storage local, swift, s3, ftp or ftps"
-            )))
+        StorageKind::Ssh => {
+            let sftp = Arc::new(sftp_storage(&common.sftp, &common.swift, container)?);
+            Ok((sftp.clone(), sftp))
         }
     }
 }
@@ -258,5 +258,52 @@ fn ftp_storage(
         timeout: std::time::Duration::from_secs(swift.storage_timeout.max(1)),
         retries: swift.storage_retries,
         concurrency: swift.upload_concurrency,
+    })?)
+}
+/// SFTP from the --ssh-* options. The password comes from --ssh-password (best from a --config
+/// file: on the command line every user sees it in `ps`) or FREEZER_SSH_PASSWORD.
+fn sftp_storage(
+    f: &SftpFlags,
+    swift: &SwiftFlags,
+    container: String,
+) -> Result<freezer::storage::sftp::SftpStorage> {
+    use freezer::storage::sftp::{SftpAuth, SftpOptions, SftpStorage};
+    let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
+    let in_home = |rel: &str| home.as_ref().map(|h| h.join(rel));
+    let password = match &f.ssh_password {
+        Some(p) => Some(p.clone()),
+        None => std::env::var("FREEZER_SSH_PASSWORD")
+            .ok()
+            .filter(|p| !p.is_empty())
+            .map(swift::Secret::new),
+    };
+    let auth = match (password, &f.ssh_key) {
+        (Some(p), _) => SftpAuth::Password(p),
+        (None, Some(key)) => SftpAuth::Keys(vec![key.clone()]),
+        // freezer-agent's default, then the key type ssh-keygen makes today.
+        (None, None) => SftpAuth::Keys(
+            [".ssh/id_rsa", ".ssh/id_ed25519"].iter().filter_map(|r| in_home(r)).collect(),
+        ),
+    };
+    let known_hosts = match &f.ssh_known_hosts {
+        Some(p) => p.clone(),
+        None => in_home(".ssh/known_hosts")
+            .ok_or_else(|| usage("HOME is not set: give --ssh-known-hosts FILE"))?,
+    };
+    let need = |v: &Option<String>, opt: &str| {
+        v.clone().filter(|v| !v.is_empty()).ok_or_else(|| {
+            usage(&format!("--storage ssh needs {opt} (the SSH server's {})", &opt[6..]))
+        })
+    };
+    Ok(SftpStorage::connect(&SftpOptions {
+        host: need(&f.ssh_host, "--ssh-host")?,
+        port: f.ssh_port,
+        username: need(&f.ssh_username, "--ssh-username")?,
+        auth,
+        known_hosts,
+        accept_new_host_key: f.ssh_accept_new_host_key,
+        container,
+        parallel_reads: swift.upload_concurrency.max(1),
+        timeout: std::time::Duration::from_secs(swift.storage_timeout.max(1)),
     })?)
 }
