@@ -200,7 +200,9 @@ pub fn run(
     // Built once: the lock, the backup and the prune after it share this storage.
     let container = common.container.clone().unwrap_or_else(|| profile.container().to_string());
     let kind = common.storage.unwrap_or(profile.storage());
-    let opened = storage::open_all(kind, &common, container.clone(), profile, sections)?;
+    let reads_only = !matches!(job, Job::Backup { .. } | Job::Prune { .. });
+    let opened =
+        storage::open_all(kind, &common, container.clone(), profile, sections, reads_only)?;
     let (base, base_reads) = (opened.write, opened.read);
     let storage: Arc<dyn StorageWrite> = Arc::new(Limited::new(base, up, down));
     // Restore, list and verify also see the backups freezerc 1.0 left in a Swift container.
@@ -264,7 +266,8 @@ pub fn run(
                 // run until it is stale (or its pid is gone, on this host).
                 log::warn!("the backup is complete, but its lock could not be removed: {e}");
             }
-            let dropped = opened.multi.map(|m| m.dropped()).unwrap_or_default();
+            let mut dropped = opened.unavailable;
+            dropped.extend(opened.multi.map(|m| m.dropped()).unwrap_or_default());
             for d in &dropped {
                 log::warn!("this backup is missing from {d}");
             }

@@ -31,6 +31,8 @@ pub struct Opened {
     pub local_dirs: Vec<PathBuf>,
     /// The set, when `--config` has `[storage:NAME]` sections.
     pub multi: Option<MultiStorage>,
+    /// Sections that could not be opened, and why (a restore or a `warn` backup goes on).
+    pub unavailable: Vec<String>,
 }
 
 /// `--storage`/`--container`, or every `[storage:NAME]` section (each as its own arguments)
@@ -41,11 +43,12 @@ pub fn open_all(
     container: String,
     profile: Profile,
     sections: Vec<(String, Vec<OsString>)>,
+    reads_only: bool,
 ) -> Result<Opened> {
     if sections.is_empty() {
         let local_dirs = local_dir(kind, &container);
         let (write, read) = open(kind, common, container)?;
-        return Ok(Opened { write, read, local_dirs, multi: None });
+        return Ok(Opened { write, read, local_dirs, multi: None, unavailable: Vec::new() });
     }
     if common.storage.is_some() || common.container.is_some() {
         log::warn!(
@@ -54,6 +57,7 @@ pub fn open_all(
     }
     let mut members = Vec::new();
     let mut local_dirs = Vec::new();
+    let mut unavailable = Vec::new();
     for (name, args) in sections {
         let argv = std::iter::once(OsString::from("freezer")).chain(args);
         let cli = Cli::try_parse_from(argv).map_err(|e| {
@@ -63,9 +67,19 @@ pub fn open_all(
         let kind = c.storage.unwrap_or(profile.storage());
         let container = c.container.clone().unwrap_or_else(|| profile.container().to_string());
         local_dirs.extend(local_dir(kind, &container));
-        let (storage, _) = open(kind, &c, container)
-            .map_err(|e| e.context(format!("--config [storage:{name}]")))?;
-        members.push(Member { name, storage });
+        match open(kind, &c, container) {
+            Ok((storage, _)) => members.push(Member { name, storage }),
+            // A storage that cannot be reached must not hide the others' copies from a
+            // restore, nor (with warn) stop a backup to the others.
+            Err(e) if reads_only || common.storage_failure == StorageFailure::Warn => {
+                log::warn!("--config [storage:{name}]: {e:#}; going on without it");
+                unavailable.push(format!("[storage:{name}]: {e:#}"));
+            }
+            Err(e) => return Err(e.context(format!("--config [storage:{name}]"))),
+        }
+    }
+    if members.is_empty() {
+        bail!("none of the --config [storage:*] storages can be used (see the warnings above)");
     }
     let on_failure = match common.storage_failure {
         StorageFailure::Fail => OnFailure::Fail,
@@ -73,7 +87,7 @@ pub fn open_all(
     };
     let multi = MultiStorage::new(members, on_failure)?;
     let write: Arc<dyn StorageWrite> = Arc::new(multi.clone());
-    Ok(Opened { read: write.clone(), write, local_dirs, multi: Some(multi) })
+    Ok(Opened { read: write.clone(), write, local_dirs, multi: Some(multi), unavailable })
 }
 
 fn local_dir(kind: StorageKind, container: &str) -> Vec<PathBuf> {
