@@ -174,14 +174,15 @@ impl Storage for MultiStorage {
     /// The first member's copy that has the object (freezer-agent's backups record no
     /// segments, so a damaged one cannot be told from a good one before it is read).
     fn open(&self, key: &str) -> Result<Box<dyn Read + Send>> {
-        let found = self.0.first(|s| Ok(s.size(key)?.map(|_| ())))?;
-        let i = match found {
-            Some(()) => {
-                self.0.members.iter().position(|m| m.storage.size(key).ok().flatten().is_some())
+        for (i, m) in self.0.members.iter().enumerate() {
+            match m.storage.size(key) {
+                Ok(Some(_)) => return m.storage.open(key),
+                Ok(None) => {}
+                Err(e) => log::warn!("{}: {e:#}; trying the next storage", self.0.label(i)),
             }
-            None => None,
-        };
-        self.0.members[i.unwrap_or(0)].storage.open(key)
+        }
+        // Absent everywhere: the first storage says so in its own words.
+        self.0.members[0].storage.open(key)
     }
 
     /// The first copy of the segment whose size (and recorded sha256) match; if none does,

@@ -170,24 +170,10 @@ fn a_wrong_secret_fails_clearly_and_is_not_printed() {
 }
 
 fn agent_in_s3(env: &[(String, String)], args: &[&str]) -> Output {
-    let agent = std::env::var_os("FREEZER_AGENT")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| repo().join("scripts/agent"));
     // The agent reads ACCESS_KEY, SECRET_KEY and ENDPOINT like we do. Unmended, it fails
     // every S3 backup when it uploads engine_metadata (`len()` of a file): scripts/agent
     // mends that one method so the streams and layout it writes can be checked.
-    let out = with_env(&agent, env)
-        .env("FREEZER_AGENT_S3_FIX", "1")
-        .args(args)
-        .output()
-        .expect("run scripts/agent");
-    assert!(
-        out.status.success(),
-        "freezer-agent {args:?} failed\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+    crate::swift::agent(env, &[("FREEZER_AGENT_S3_FIX", "1")], args)
 }
 
 /// freezer-agent 19 and freezer share one bucket: each restores the other's chain.

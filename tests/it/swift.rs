@@ -296,10 +296,20 @@ fn an_interrupted_backup_leaves_no_object_but_the_container() {
 }
 
 fn agent_in_swift(args: &[&str]) -> Output {
+    agent(&keystone(), &[], args)
+}
+
+/// Run the reference freezer-agent (`scripts/agent`) with exactly `env` for storage settings,
+/// plus `extra` variables; it must succeed.
+pub fn agent(env: &[(String, String)], extra: &[(&str, &str)], args: &[&str]) -> Output {
     let agent = std::env::var_os("FREEZER_AGENT")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| repo().join("scripts/agent"));
-    let out = with_env(&agent, &keystone()).args(args).output().expect("run scripts/agent");
+    let out = with_env(&agent, env)
+        .envs(extra.iter().copied())
+        .args(args)
+        .output()
+        .expect("run scripts/agent");
     assert!(
         out.status.success(),
         "freezer-agent {args:?} failed\n{}\n{}",
