@@ -3,8 +3,7 @@
 //! makes the backup visible. A failure before that leaves nothing that looks like a backup.
 
 use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -14,6 +13,7 @@ use crate::catalog::{
 use crate::compress::Compression;
 use crate::crypt::{self, DecryptKey, Encryption, Format};
 use crate::error::{Error, Result};
+use crate::freeze::{self, FreezeOptions};
 use crate::incremental::dump::{self, DumpOptions};
 use crate::incremental::scan::{self, ScanOptions, ScanStats, Warning};
 use crate::incremental::snapshot::{Snapshot, Timespec};
@@ -21,8 +21,10 @@ use crate::interrupt::Interruptible;
 use crate::pipe::Pipe;
 use crate::progress::{self, Phase};
 use crate::segment::{Segmenter, StreamReport};
-use crate::storage::{SharedUpload, StorageWrite, get_required};
+use crate::storage::{SharedUpload, StorageWrite};
 use crate::tar::TarWriter;
+
+mod parent;
 
 /// Everything one backup needs to know.
 #[derive(Debug, Clone)]
@@ -50,6 +52,8 @@ pub struct BackupOptions {
     pub state_dir: Option<PathBuf>,
     /// Compute freezer-agent's consistency checksum of the tree first (`--consistency-check`).
     pub consistency_check: bool,
+    /// Hooks and the snapshot around the scan.
+    pub freeze: FreezeOptions,
 }
 
 #[cfg(test)]
@@ -72,6 +76,7 @@ impl BackupOptions {
             decrypt_key: None,
             state_dir: None,
             consistency_check: false,
+            freeze: FreezeOptions::default(),
         }
     }
 }
@@ -92,6 +97,9 @@ pub struct BackupReport {
     pub consistency_checksum: Option<String>,
     pub seconds: f64,
     pub dry_run: bool,
+    /// What failed around a backup that is complete: the post-exec hook, removing the
+    /// snapshot.
+    pub aftermath: Vec<Error>,
 }
 
 /// Run one backup into `storage`. With `lock`, the backup stops before it becomes visible if
@@ -128,7 +136,7 @@ pub fn run(
         next = Next { parent: None, level: 0 };
     }
     let old = match next.parent {
-        Some(p) => parent_snapshot(storage, &layout, p, opts)?,
+        Some(p) => parent::parent_snapshot(storage, &layout, p, opts)?,
         None => None,
     };
     if next.parent.is_some() && old.is_none() {
@@ -152,22 +160,10 @@ pub fn run(
         }
     }
 
-    // As freezer-agent: the checksum of the tree as it is before the backup reads it.
-    let consistency = match opts.consistency_check {
-        true => Some(crate::checksum::compute(
-            &opts.path,
-            &opts.scan.excludes,
-            !opts.scan.follow_symlinks,
-        )?),
-        false => None,
-    };
-    progress::set_phase(Phase::Scanning);
-    let plan = scan::scan(&opts.path, old.as_ref(), &opts.scan).map_err(|e| {
-        Error::io(format!("cannot read the path to back up {}", opts.path.display()), e)
-    })?;
-    for w in &plan.warnings {
-        log::warn!("{}: {}", w.path.display(), w.message);
-    }
+    // From here on the source is held still (hooks, snapshot) until `held` is released.
+    let held = freeze::hold(&opts.freeze, &opts.path, opts.dry_run)?;
+    let scan_opts = scan_options(opts, &held);
+    let (consistency, plan) = read_tree(opts, &held, &scan_opts, old.as_ref())?;
     crate::interrupt::check()?;
     progress::set_phase(Phase::Backing);
 
@@ -176,8 +172,10 @@ pub fn run(
         let mut tar = TarWriter::new(enc);
         let report = dump::dump(&plan, &mut tar, &opts.dump)?;
         let stored = tar.finish().and_then(|e| e.finish()).map_err(enc_err)?.0;
+        held.check()?;
         let mut r = finish_report(id, parent, layout, plan, report, stored, started, true);
         r.consistency_checksum = consistency;
+        r.aftermath = held.release();
         return Ok(r);
     }
 
@@ -190,7 +188,7 @@ pub fn run(
             // chain.
             Some(e) if e.format == Format::Age => {
                 if opts.decrypt_key.is_none()
-                    && let Err(problem) = save_state(opts, storage, &layout, &id, &snapshot)
+                    && let Err(problem) = parent::save_state(opts, storage, &layout, &id, &snapshot)
                 {
                     // Without the copy the next run cannot read this snapshot: it would be a
                     // silent level 0 every night.
@@ -210,7 +208,7 @@ pub fn run(
         storage.put(&layout.engine_metadata_key(&id), &stored_snapshot)?;
         Ok((report, stream, stored_snapshot))
     });
-    let (report, stream, stored_snapshot) = match stored {
+    let (report, stream, stored_snapshot) = match stored.and_then(|x| held.check().map(|()| x)) {
         Ok(x) => x,
         Err(e) => {
             discard(storage, &layout, &id, &upload);
@@ -229,6 +227,8 @@ pub fn run(
         started,
     );
     meta.consistency_checksum = consistency.clone();
+    // With what the snapshot itself put in the tree: a restore must not miss it.
+    meta.excludes = Some(scan_opts.excludes.describe());
     if let Some(lock) = lock.filter(|l| l.is_lost()) {
         discard(storage, &layout, &id, &upload);
         return Err(Error::new(
@@ -248,7 +248,56 @@ pub fn run(
     }
     let mut r = finish_report(id, parent, layout, plan, report, stream.size, started, false);
     r.consistency_checksum = consistency;
+    r.aftermath = held.release();
     Ok(r)
+}
+
+/// The scan's options for reading where `held` says.
+fn scan_options(opts: &BackupOptions, held: &freeze::Held) -> ScanOptions {
+    let mut scan_opts = opts.scan.clone();
+    scan_opts.dev_alias = held.dev_alias();
+    if let Some(own) = held.own_entry() {
+        scan_opts.excludes.add_exact(own);
+    }
+    scan_opts
+}
+
+/// Checksum (with `--consistency-check`) and scan the tree where `held` says to read it.
+fn read_tree(
+    opts: &BackupOptions,
+    held: &freeze::Held,
+    scan_opts: &ScanOptions,
+    old: Option<&Snapshot>,
+) -> Result<(Option<String>, scan::Plan)> {
+    let root = held.read_root();
+    let cannot = |e| {
+        let from = match root == opts.path {
+            true => String::new(),
+            false => format!(" (reading its snapshot at {})", root.display()),
+        };
+        Error::io(format!("cannot read the path to back up {}{from}", opts.path.display()), e)
+    };
+    // As freezer-agent: the checksum of the tree as it is before the backup reads it.
+    let consistency = match opts.consistency_check {
+        true => {
+            Some(crate::checksum::compute(root, &scan_opts.excludes, !scan_opts.follow_symlinks)?)
+        }
+        false => None,
+    };
+    progress::set_phase(Phase::Scanning);
+    let plan = scan::scan(root, old, scan_opts).map_err(cannot)?;
+    for w in &plan.warnings {
+        log::warn!("{}: {}", shown(&opts.path, root, &w.path).display(), w.message);
+    }
+    Ok((consistency, plan))
+}
+
+/// A path under the snapshot's `root`, shown as the same path in the origin.
+fn shown(origin: &Path, root: &Path, p: &Path) -> PathBuf {
+    match p.strip_prefix(root) {
+        Ok(rel) if root != origin => origin.join(rel),
+        _ => p.to_path_buf(),
+    }
 }
 
 /// What is wrong with the stored data of `parent` or its ancestors, checked cheaply: the size
@@ -447,89 +496,8 @@ fn finish_report(
         seconds: started.elapsed().as_secs_f64(),
         dry_run,
         consistency_checksum: None,
+        aftermath: Vec::new(),
     }
-}
-
-/// The parent's snapshot, decrypted if needed. `None` (with a warning) when it cannot be read
-/// here: the backup then starts a new chain rather than failing.
-fn parent_snapshot(
-    storage: &dyn StorageWrite,
-    layout: &Layout,
-    p: &Backup,
-    opts: &BackupOptions,
-) -> Result<Option<Snapshot>> {
-    let key = layout.engine_metadata_key(&p.id);
-    let raw = get_required(storage, &key)
-        .map_err(|e| e.context("the parent backup cannot be extended"))?;
-    let age = p.meta.encryption && p.meta.encryption_format.as_deref() == Some(Format::Age.name());
-    let plain = if !age {
-        raw
-    } else if let Some(k) = &opts.decrypt_key {
-        let looks_right = |b: &[u8]| b.starts_with(b"GNU tar-") || b.is_empty();
-        crypt::decrypt_bytes(Format::Age, k, &raw, None, &looks_right).map_err(|e| {
-            e.context(format!("cannot read the snapshot of the parent backup {key}"))
-        })?
-    } else if let Some(copy) =
-        state_path(opts, storage, layout, &p.id).and_then(|f| std::fs::read(f).ok())
-    {
-        copy
-    } else {
-        log::warn!(
-            "the parent backup's snapshot {key} is encrypted and no local copy of it exists{}; \
-             starting a new chain (level 0)",
-            opts.state_dir.as_ref().map(|d| format!(" in {}", d.display())).unwrap_or_default()
-        );
-        return Ok(None);
-    };
-    let snap = Snapshot::parse(&plain).map_err(|e| e.context(format!("parent backup {key}")))?;
-    Ok(Some(snap))
-}
-
-/// `<state_dir>/<container id>/<HB>/<T0>/<L>_<T>.snar`.
-fn state_path(
-    opts: &BackupOptions,
-    storage: &dyn StorageWrite,
-    layout: &Layout,
-    id: &BackupId,
-) -> Option<PathBuf> {
-    use sha2::Digest;
-    let dir = opts.state_dir.as_ref()?;
-    let container = hex::encode(&sha2::Sha256::digest(storage.describe().as_bytes())[..8]);
-    Some(
-        dir.join(container)
-            .join(layout.host_backup())
-            .join(id.level_zero.to_string())
-            .join(format!("{}.snar", id.name())),
-    )
-}
-
-/// Keep a plaintext copy of a snapshot encrypted to recipients (owner-only); on failure, what
-/// could not be written and why.
-fn save_state(
-    opts: &BackupOptions,
-    storage: &dyn StorageWrite,
-    layout: &Layout,
-    id: &BackupId,
-    snapshot: &[u8],
-) -> std::result::Result<(), (String, io::Error)> {
-    let Some(path) = state_path(opts, storage, layout, id) else {
-        let e =
-            io::Error::new(io::ErrorKind::NotFound, "no HOME, XDG_STATE_HOME or STATE_DIRECTORY");
-        return Err(("cannot keep a local copy of the snapshot".into(), e));
-    };
-    path.parent()
-        .map_or(Ok(()), |d| std::fs::DirBuilder::new().recursive(true).mode(0o700).create(d))
-        .and_then(|()| {
-            use std::io::Write as _;
-            let mut f = std::fs::OpenOptions::new()
-                .create(true)
-                .truncate(true)
-                .write(true)
-                .mode(0o600)
-                .open(&path)?;
-            f.write_all(snapshot)
-        })
-        .map_err(|e| (format!("cannot keep a local copy of the snapshot in {}", path.display()), e))
 }
 
 fn enc_err(e: io::Error) -> Error {

@@ -18,6 +18,7 @@ pub mod crypt;
 pub mod error;
 pub mod exclude;
 pub mod extract;
+pub mod freeze;
 pub mod incremental;
 pub mod interrupt;
 pub mod limit;

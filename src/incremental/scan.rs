@@ -29,6 +29,10 @@ pub struct ScanOptions {
     /// Follow symbolic links (`--dereference-symlink soft|all`).
     pub follow_symlinks: bool,
     pub excludes: Excludes,
+    /// `(device read, device recorded)`: a snapshot is read under a device number of its own,
+    /// and the snapshot file records the origin's instead, so renames are still found and a
+    /// chain may mix snapshot and plain backups of the same path.
+    pub dev_alias: Option<(u64, u64)>,
 }
 
 /// What to dump under a directory.
@@ -49,6 +53,8 @@ pub struct Dir {
     pub children: Children,
     /// What goes into its `D` member (and, without the renames, into the snapshot).
     pub dumpdir: Dumpdir,
+    /// The device number recorded for it (see [`ScanOptions::dev_alias`]).
+    pub dev: u64,
     /// False when the directory could not be listed: it is left out of the new snapshot so the
     /// next level dumps it whole.
     pub listed: bool,
@@ -99,9 +105,9 @@ impl Plan {
                 .cloned()
                 .collect();
             dirs.push(DirRecord {
-                nfs: is_nfs(d.meta.dev()),
+                nfs: is_nfs(d.dev),
                 mtime: Timespec { sec: d.meta.mtime(), nsec: d.meta.mtime_nsec() as u32 },
-                dev: d.meta.dev(),
+                dev: d.dev,
                 ino: d.meta.ino(),
                 name: d.name.clone(),
                 entries: Some(entries),
@@ -206,7 +212,8 @@ impl Scanner<'_> {
         parent_dev: Option<u64>,
         force_all: bool,
     ) -> (Option<Children>, usize) {
-        let (dev, ino, nfs) = (meta.dev(), meta.ino(), is_nfs(meta.dev()));
+        let dev = self.dev(meta);
+        let (ino, nfs) = (meta.ino(), is_nfs(dev));
         let mut children;
         let i = match self.by_name.get(name).copied() {
             Some(i) => {
@@ -258,7 +265,7 @@ impl Scanner<'_> {
                 i
             }
         };
-        if self.opts.one_file_system && parent_dev.is_some_and(|p| p != dev) {
+        if self.opts.one_file_system && parent_dev.is_some_and(|p| p != meta.dev()) {
             self.warnings.push(Warning {
                 path: PathBuf::from(OsStr::from_bytes(name)),
                 message: "directory is on a different file system; not dumped".into(),
@@ -277,7 +284,7 @@ impl Scanner<'_> {
     /// directory often reuses the inode number of one deleted since, and a false rename can
     /// make the restore move a directory under a path that is not a directory there.
     fn renamed_from(&self, meta: &Metadata) -> Option<usize> {
-        let d = self.by_meta.get(&(meta.dev(), meta.ino())).copied()?;
+        let d = self.by_meta.get(&(self.dev(meta), meta.ino())).copied()?;
         let born = meta.created().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
         match born {
             Some(b)
@@ -363,6 +370,7 @@ impl Scanner<'_> {
         self.dirs.push(Dir {
             name: name.clone(),
             path,
+            dev: self.dev(&meta),
             meta,
             children,
             dumpdir: Dumpdir { entries, renames: Vec::new() },
@@ -438,6 +446,14 @@ impl Scanner<'_> {
         } else {
             self.stats.files_changed += 1;
             Some((Flag::Dumped, None))
+        }
+    }
+
+    /// The device number to record for `meta`.
+    fn dev(&self, meta: &Metadata) -> u64 {
+        match self.opts.dev_alias {
+            Some((read, recorded)) if meta.dev() == read => recorded,
+            _ => meta.dev(),
         }
     }
 

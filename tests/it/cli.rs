@@ -76,7 +76,7 @@ fn bad_date_and_unsupported_options_are_usage_errors() {
     assert!(stderr(&out).contains("YYYY-MM-DDThh:mm:ss"), "{}", stderr(&out));
     let out = freezer(["--action", "backup", "-F", c, "-N", "n", "-C", c, "--snapshot", "True"]);
     assert_code(&out, 2);
-    assert!(stderr(&out).contains("not supported yet"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("which is not an LVM logical volume"), "{}", stderr(&out));
     let out =
         freezer(["--action", "backup", "-F", c, "-N", "n", "-C", c, "--encrypt-pass-file", "/k"]);
     assert_code(&out, 2);
@@ -489,9 +489,11 @@ fn freezerc_and_agent_spellings_that_change_nothing_or_mean_off() {
     ]);
     assert!(logs.join("freezer.log").exists(), "--log-dir");
     // freezerc 1.0.8's options it never implemented, and ours not yet: refused by name.
-    for (opt, what) in
-        [("--get-object", "never implemented"), ("--lvm-srcvol", "LVM"), ("--mysql-conf", "MySQL")]
-    {
+    for (opt, what) in [
+        ("--get-object", "never implemented"),
+        ("--sql-server-conf", "SQL Server"),
+        ("--mysql-conf", "MySQL"),
+    ] {
         let out = freezer(["--action", "backup", "--file-to-backup", s, "-C", cs, opt, "x"]);
         assert_code(&out, 2);
         let err = stderr(&out);
@@ -505,13 +507,13 @@ fn freezerc_and_agent_spellings_that_change_nothing_or_mean_off() {
     write(
         &ini,
         format!(
-            "[job]\naction = backup\npath_to_backup = {s}\ncontainer = {cs}\nlvm_srcvol = /dev/vg/lv\n"
+            "[job]\naction = backup\npath_to_backup = {s}\ncontainer = {cs}\nmysql_conf = /etc/my.cnf\n"
         ),
     );
     let out = freezer(["--config", ini.to_str().unwrap()]);
     assert_code(&out, 2);
     assert!(
-        stderr(&out).contains("'lvm_srcvol' (--lvm-srcvol, LVM snapshots) is not supported yet"),
+        stderr(&out).contains("'mysql_conf' (--mysql-conf, the MySQL mode) is not supported yet"),
         "{}",
         stderr(&out)
     );

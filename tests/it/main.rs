@@ -3,6 +3,7 @@
 mod support;
 
 mod agent;
+mod btrfs;
 mod cli;
 mod crypt;
 mod damage;
@@ -10,6 +11,7 @@ mod faults;
 mod freezerc;
 mod ftp;
 mod gnu;
+mod hooks;
 mod hostile;
 mod keys;
 mod messages;

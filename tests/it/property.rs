@@ -148,6 +148,7 @@ fn run_case(initial: &[Op], levels: &[Vec<Op>]) {
         decrypt_key: None,
         state_dir: None,
         consistency_check: false,
+        freeze: Default::default(),
     };
     let mut taken = Vec::new();
     for (i, ops) in std::iter::once(&Vec::new()).chain(levels.iter()).enumerate() {

@@ -26,12 +26,6 @@ use Treat::{NotYet, Same};
 /// freezer-agent 19's and freezerc 1.0.8's options that clap does not define:
 /// (long name, takes a value, treatment).
 pub const AGENT_ONLY: &[(&str, bool, Treat)] = &[
-    ("lvm-srcvol", true, NotYet("LVM snapshots")),
-    ("lvm-volgroup", true, NotYet("LVM snapshots")),
-    ("lvm-snapname", true, NotYet("LVM snapshots")),
-    ("lvm-snapsize", true, NotYet("LVM snapshots")),
-    ("lvm-snap-perm", true, NotYet("LVM snapshots")),
-    ("lvm-dirmount", true, NotYet("LVM snapshots")),
     ("mysql-conf", true, NotYet("the MySQL mode")),
     ("sql-server-conf", true, NotYet("the SQL Server mode")),
     ("cinder-vol-id", true, NotYet("Cinder backups")),
@@ -66,7 +60,6 @@ pub const AGENT_ONLY: &[(&str, bool, Treat)] = &[
     ("log-date-format", true, NotYet("log date formats")),
     ("config-file", true, NotYet("oslo.config files (use --config, freezer-agent's job files)")),
     ("config-dir", true, NotYet("oslo.config files (use --config, freezer-agent's job files)")),
-    ("command", true, NotYet("the exec action (run the command directly)")),
     ("shell_completion", true, NotYet("this (use `freezer generate completions SHELL`)")),
     ("nouse-journal", false, Same),
     ("nouse-json", false, Same),
@@ -99,7 +92,7 @@ pub fn prepare(args: Vec<OsString>, cmd: &Command) -> Result<Vec<OsString>> {
     longs.extend(["help".to_string(), "version".to_string()]);
     let known = |n: &str| longs.iter().any(|l| l == n) || agent_only(n).is_some();
     let mut out = Vec::with_capacity(args.len());
-    let mut it = args.into_iter();
+    let mut it = args.into_iter().peekable();
     out.extend(it.next());
     while let Some(arg) = it.next() {
         let Some(text) = arg.to_str().map(str::to_string) else {
@@ -115,6 +108,10 @@ pub fn prepare(args: Vec<OsString>, cmd: &Command) -> Result<Vec<OsString>> {
         if text == "-U" {
             continue;
         }
+        if text == "-s" {
+            out.push(snapshot_flag(None, &mut it).into());
+            continue;
+        }
         let Some(body) = text.strip_prefix("--") else {
             out.push(arg);
             continue;
@@ -125,6 +122,10 @@ pub fn prepare(args: Vec<OsString>, cmd: &Command) -> Result<Vec<OsString>> {
         };
         let full =
             if name.is_empty() || known(&name) { name.clone() } else { expand(&name, &longs)? };
+        if full == "snapshot" {
+            out.push(snapshot_flag(inline.as_deref(), &mut it).into());
+            continue;
+        }
         match agent_only(&full) {
             Some((long, _, NotYet(what))) => bail!(freezer::Error::usage(format!(
                 "--{long} ({what}) is not supported yet by this version of freezer"
@@ -138,6 +139,28 @@ pub fn prepare(args: Vec<OsString>, cmd: &Command) -> Result<Vec<OsString>> {
         }
     }
     Ok(out)
+}
+
+/// freezer-agent's `--snapshot` takes a value, and any but False turns snapshots on; ours is a
+/// flag. `--snapshot=VALUE`, or `--snapshot VALUE` when VALUE is a yes/no word (anything else
+/// after it, like the PATH, is left alone), become `--snapshot` or `--nosnapshot`.
+fn snapshot_flag(
+    inline: Option<&str>,
+    rest: &mut std::iter::Peekable<std::vec::IntoIter<OsString>>,
+) -> &'static str {
+    const WORDS: [&str; 9] = ["true", "false", "none", "yes", "no", "on", "off", "1", "0"];
+    let value = match inline {
+        Some(v) => Some(v.to_string()),
+        None => rest
+            .next_if(|a| {
+                a.to_str().is_some_and(|t| WORDS.contains(&t.to_ascii_lowercase().as_str()))
+            })
+            .map(|a| a.to_string_lossy().into_owned()),
+    };
+    match value.map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+        Some("" | "false" | "none" | "no" | "off" | "0") => "--nosnapshot",
+        _ => "--snapshot",
+    }
 }
 
 /// The one option `prefix` starts (clap's or the agent's); an error when several.
@@ -208,11 +231,14 @@ mod tests {
 
     #[test]
     fn agent_only_options() {
-        let err = prep(&["--lvm-srcvol", "/dev/vg/lv"]).unwrap_err().to_string();
+        assert_eq!(prep(&["--snapshot", "True", "/srv"]).unwrap(), ["--snapshot", "/srv"]);
+        assert_eq!(prep(&["--snapshot", "/srv"]).unwrap(), ["--snapshot", "/srv"]);
+        assert_eq!(prep(&["-s", "False", "-N", "x"]).unwrap(), ["--nosnapshot", "-N", "x"]);
         assert_eq!(
-            err,
-            "--lvm-srcvol (LVM snapshots) is not supported yet by this version of freezer"
+            prep(&["--snapshot=", "--snapshot=yes"]).unwrap(),
+            ["--nosnapshot", "--snapshot"]
         );
+        assert_eq!(prep(&["--snapshot=lvm"]).unwrap(), ["--snapshot"], "the agent: any value");
         let err = prep(&["--mysql-c=/etc/my.cnf"]).unwrap_err().to_string();
         assert!(err.starts_with("--mysql-conf (the MySQL mode)"), "{err}");
         assert_eq!(

@@ -12,6 +12,8 @@ mod ftp;
 pub use ftp::FtpFlags;
 mod sftp;
 pub use sftp::SftpFlags;
+mod snapshot;
+pub use snapshot::{SnapPerm, SnapshotFlags, SnapshotType};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -53,6 +55,10 @@ pub struct Cli {
     #[arg(help_heading = "Operation", short = 'l', long)]
     pub list_objects: bool,
 
+    /// The shell command of --action exec.
+    #[arg(help_heading = "Operation", long = "command", value_name = "CMD")]
+    pub exec_command: Option<String>,
+
     #[command(flatten)]
     pub common: Common,
 
@@ -67,16 +73,14 @@ pub struct Cli {
 
     #[command(flatten)]
     pub keep: KeepFlags,
-
-    #[command(flatten)]
-    pub unsupported: Unsupported,
 }
 
 pub const EXIT_CODES: &str = "Exit codes:\n  \
     0  success\n  \
     1  failed (storage, I/O or internal error; nothing new is visible in the storage)\n  \
     2  bad options or configuration; or restore target not empty without --overwrite\n  \
-    3  backup completed, but some files could not be read or changed while being read\n  \
+    3  backup completed, but some files could not be read or changed while being read, or\n     \
+       a --post-exec hook or removing the snapshot failed\n  \
     4  no backup matches the name, host or date\n  \
     5  stored data is damaged, or an archive tried to write outside the restore directory\n  \
     6  wrong passphrase or identity for an encrypted backup (nothing was restored)\n  \
@@ -85,7 +89,7 @@ pub const EXIT_CODES: &str = "Exit codes:\n  \
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Back up a directory tree (or one file).
-    Backup(BackupCmd),
+    Backup(Box<BackupCmd>),
     /// Restore a backup into a directory.
     Restore(RestoreCmd),
     /// List backups in a container.
@@ -140,8 +144,6 @@ pub struct BackupCmd {
     pub backup: BackupFlags,
     #[command(flatten)]
     pub retention: RetentionFlags,
-    #[command(flatten)]
-    pub unsupported: Unsupported,
 }
 
 #[derive(Args, Debug)]
@@ -154,8 +156,6 @@ pub struct RestoreCmd {
     pub common: Common,
     #[command(flatten)]
     pub restore: RestoreFlags,
-    #[command(flatten)]
-    pub unsupported: Unsupported,
 }
 
 #[derive(Args, Debug)]
@@ -462,6 +462,9 @@ pub struct BackupFlags {
     /// Also descend into directories on other file systems (freezer-agent never does).
     #[arg(long)]
     pub cross_file_systems: bool,
+
+    #[command(flatten)]
+    pub snapshot: SnapshotFlags,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -502,27 +505,6 @@ pub struct RestoreFlags {
     pub overwrite: bool,
     #[arg(long = "nooverwrite", hide = true, overrides_with = "overwrite")]
     pub no_overwrite: bool,
-}
-
-/// freezer-agent options that later versions will support: accepted by the parser so the
-/// error can say so, never silently ignored.
-#[derive(Args, Debug, Clone, Default)]
-pub struct Unsupported {
-    #[arg(short = 's', long, hide = true)]
-    pub snapshot: Option<String>,
-}
-
-impl Unsupported {
-    /// The first option given that this version does not support.
-    pub fn first(&self) -> Option<&'static str> {
-        // The agent's --snapshot is a string option: any non-empty value turns LVM on.
-        // `--snapshot False` (a job file's way to say no) is off.
-        self.snapshot
-            .as_deref()
-            .map(str::trim)
-            .filter(|v| !matches!(*v, "" | "False" | "false" | "None" | "no" | "0"))
-            .map(|_| "--snapshot (LVM snapshots)")
-    }
 }
 
 /// Retention: which chains to remove. A chain goes only when no kept backup needs it.

@@ -7,6 +7,7 @@ mod exit;
 mod generate;
 mod list;
 mod logger;
+mod options;
 mod prune;
 mod run;
 mod storage;

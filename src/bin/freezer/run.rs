@@ -7,12 +7,9 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow, bail};
 use freezer::backup::{self, BackupOptions, BackupReport};
-use freezer::catalog::{self, LevelPolicy};
+use freezer::catalog;
 use freezer::compress::Compression;
-use freezer::crypt::{self, DecryptKey, EncryptKey, Encryption, Format};
-use freezer::exclude::Excludes;
-use freezer::incremental::dump::DumpOptions;
-use freezer::incremental::scan::ScanOptions;
+use freezer::crypt::{self, DecryptKey, Format};
 use freezer::limit::{self, Limited};
 use freezer::lock::{Lock, LockOptions};
 use freezer::priority;
@@ -21,11 +18,12 @@ use freezer::storage::{Storage, StorageWrite};
 use serde_json::json;
 
 use crate::cli::{
-    Action, BackupFlags, Cli, Command, Common, Dereference, KeepFlags, RestoreFlags,
-    RetentionFlags, StorageKind, VerifyCmd,
+    Action, BackupFlags, Cli, Command, Common, KeepFlags, RestoreFlags, RetentionFlags,
+    StorageKind, VerifyCmd,
 };
 use crate::exit::Exit;
 use crate::logger;
+use crate::options;
 use crate::prune::{self, retention_policy};
 use crate::{list, ui};
 use crate::{storage, verify};
@@ -53,7 +51,7 @@ impl Profile {
         }
     }
 
-    fn compression(self) -> Compression {
+    pub fn compression(self) -> Compression {
         match self {
             Profile::Freezer => Compression::Zstd,
             Profile::Agent => Compression::Gzip,
@@ -67,7 +65,7 @@ impl Profile {
         }
     }
 
-    fn encryption(self) -> Format {
+    pub fn encryption(self) -> Format {
         match self {
             Profile::Freezer => Format::Age,
             Profile::Agent => Format::OpensslAes256Cfb,
@@ -94,13 +92,14 @@ pub fn is_quiet(cli: &Cli) -> bool {
 }
 
 enum Job {
-    Backup { path: PathBuf, flags: BackupFlags, retention: RetentionFlags },
+    Backup { path: PathBuf, flags: Box<BackupFlags>, retention: RetentionFlags },
     Prune { retention: RetentionFlags, keep: KeepFlags },
     Restore { target: PathBuf, flags: RestoreFlags },
     List,
     Verify(Box<VerifyCmd>),
     ListContainers,
     ListObjects,
+    Exec(String),
 }
 
 pub fn run(
@@ -109,35 +108,31 @@ pub fn run(
     config_warnings: &[String],
     sections: Vec<(String, Vec<std::ffi::OsString>)>,
 ) -> Result<Exit> {
-    let (common, unsupported, job) = match cli.command {
+    let (common, job) = match cli.command {
         Some(Command::Backup(c)) => {
             let path =
                 c.path.or(c.path_to_backup).ok_or_else(|| anyhow!("give the PATH to back up"))?;
-            (c.common, c.unsupported, Job::Backup { path, flags: c.backup, retention: c.retention })
+            (c.common, Job::Backup { path, flags: Box::new(c.backup), retention: c.retention })
         }
         Some(Command::Restore(c)) => {
             let target = c
                 .target
                 .or(c.restore.restore_abs_path.clone())
                 .ok_or_else(|| anyhow!("give the directory to restore into"))?;
-            (c.common, c.unsupported, Job::Restore { target, flags: c.restore })
+            (c.common, Job::Restore { target, flags: c.restore })
         }
-        Some(Command::List(c)) => (c.common, Default::default(), Job::List),
-        Some(Command::Verify(c)) => {
-            (c.common.clone(), Default::default(), Job::Verify(Box::new(c)))
-        }
-        Some(Command::Prune(c)) => {
-            (c.common, Default::default(), Job::Prune { retention: c.retention, keep: c.keep })
-        }
-        None if cli.list_containers => (cli.common, cli.unsupported, Job::ListContainers),
-        None if cli.list_objects => (cli.common, cli.unsupported, Job::ListObjects),
+        Some(Command::List(c)) => (c.common, Job::List),
+        Some(Command::Verify(c)) => (c.common.clone(), Job::Verify(Box::new(c))),
+        Some(Command::Prune(c)) => (c.common, Job::Prune { retention: c.retention, keep: c.keep }),
+        None if cli.list_containers => (cli.common, Job::ListContainers),
+        None if cli.list_objects => (cli.common, Job::ListObjects),
         None => {
             let job = match cli.action.unwrap_or(Action::Backup) {
                 Action::Backup => Job::Backup {
                     path: cli.path_to_backup.ok_or_else(|| {
                         usage("--action backup needs --path-to-backup PATH (the directory to back up)")
                     })?,
-                    flags: cli.backup,
+                    flags: Box::new(cli.backup),
                     retention: cli.retention,
                 },
                 Action::Restore => Job::Restore {
@@ -148,9 +143,11 @@ pub fn run(
                 },
                 Action::Info => Job::List,
                 Action::Admin => Job::Prune { retention: cli.retention, keep: cli.keep },
-                Action::Exec => bail!(usage("--action exec is not supported; run the command directly")),
+                Action::Exec => Job::Exec(cli.exec_command.ok_or_else(|| {
+                    usage("--action exec needs --command CMD (the shell command to run)")
+                })?),
             };
-            (cli.common, cli.unsupported, job)
+            (cli.common, job)
         }
     };
     let from_dir = common.log_dir.as_ref().map(|d| match profile {
@@ -178,8 +175,10 @@ pub fn run(
     for w in config_warnings {
         log::warn!("{w}");
     }
-    if let Some(opt) = unsupported.first() {
-        bail!(usage(&format!("{opt} is not supported yet by this version of freezer")));
+    if let Job::Exec(cmd) = &job {
+        // freezer-agent's exec action needs no storage.
+        freezer::freeze::exec(cmd)?;
+        return Ok(Exit::Ok);
     }
     // Before any thread starts: threads inherit the priority.
     if common.max_priority.as_deref().is_some_and(priority::requested) {
@@ -230,11 +229,7 @@ pub fn run(
     match job {
         Job::Backup { path, flags, retention } => {
             let after = retention_policy(&retention, &KeepFlags::default())?;
-            let mut opts = backup_options(&common, &flags, profile, path, hostname)?;
-            if !opts.dry_run && (flags.sync || (profile == Profile::Agent && !flags.no_sync)) {
-                // As freezer-agent: flush what applications wrote before reading it.
-                nix::unistd::sync();
-            }
+            let mut opts = options::backup_options(&common, &flags, profile, path, hostname)?;
             for dir in &opened.local_dirs {
                 exclude_container(&mut opts, dir);
             }
@@ -271,7 +266,12 @@ pub fn run(
             for d in &dropped {
                 log::warn!("this backup is missing from {d}");
             }
-            Ok(if report.unreadable > 0 || !dropped.is_empty() { Exit::Warnings } else { Exit::Ok })
+            for e in &report.aftermath {
+                log::error!("{e}");
+            }
+            let warned =
+                report.unreadable > 0 || !dropped.is_empty() || !report.aftermath.is_empty();
+            Ok(if warned { Exit::Warnings } else { Exit::Ok })
         }
         Job::Restore { target, flags } => {
             let at = flags.restore_from_date.as_deref().map(catalog::parse_date).transpose()?;
@@ -337,6 +337,7 @@ pub fn run(
             list::objects(&*storage)?;
             Ok(Exit::Ok)
         }
+        Job::Exec(_) => unreachable!("run before the storage is opened"),
     }
 }
 
@@ -372,7 +373,7 @@ fn check_name(option: &str, value: &str) -> Result<()> {
     Ok(())
 }
 
-fn usage(msg: &str) -> freezer::Error {
+pub fn usage(msg: &str) -> freezer::Error {
     freezer::Error::usage(msg)
 }
 
@@ -389,130 +390,6 @@ pub fn backup_name(common: &Common, mode: Option<&str>) -> String {
         .replace("{resource_id}", &host)
         .replace("{backup_media}", "fs")
         .replace("{storage}", "local")
-}
-
-fn backup_options(
-    common: &Common,
-    flags: &BackupFlags,
-    profile: Profile,
-    path: PathBuf,
-    hostname: String,
-) -> Result<BackupOptions> {
-    if let Some(m) = flags.mode.as_deref().filter(|m| *m != "fs") {
-        bail!(usage(&format!("--mode {m} is not supported yet by this version; only --mode fs")));
-    }
-    if let Some(e) = flags.engine.as_deref().filter(|e| *e != "tar") {
-        bail!(usage(&format!("--engine {e} is not supported; only --engine tar")));
-    }
-    let compression = match &flags.compression {
-        Some(c) => Compression::parse(c)?,
-        None => profile.compression(),
-    };
-    let segment_size = match &flags.max_segment_size {
-        Some(s) => parse_size(s).ok_or_else(|| {
-            usage(&format!(
-                "invalid --max-segment-size '{s}': give bytes, optionally with K, M or G"
-            ))
-        })?,
-        None => 32 << 20,
-    };
-    if !(4096..=(4u64 << 30)).contains(&segment_size) {
-        bail!(usage("--max-segment-size must be between 4K and 4G"));
-    }
-    let path = std::path::absolute(&path)
-        .with_context(|| format!("cannot resolve the path to back up {}", path.display()))?;
-    if !path.exists() {
-        bail!(usage(&format!("the path to back up {} does not exist", path.display())));
-    }
-    let format = match &flags.encryption {
-        Some(f) => Format::parse(f)?,
-        None => profile.encryption(),
-    };
-    let (encryption, decrypt_key) = match (
-        &common.encrypt_pass_file,
-        flags.encrypt_recipient.is_empty(),
-    ) {
-        (Some(_), false) => bail!(usage(
-            "give either --encrypt-pass-file or --encrypt-recipient: a passphrase cannot be combined with recipients"
-        )),
-        (Some(f), true) => {
-            // Read once: the warning about a pass file others can read is said once.
-            let pass = crypt::read_pass_file(f)?;
-            let dkey = DecryptKey::Passphrase(pass.clone());
-            let key = EncryptKey::Passphrase(pass);
-            (Some(Encryption { format, key: Arc::new(key) }), Some(Arc::new(dkey)))
-        }
-        (None, false) => {
-            let key = crypt::parse_recipients(&flags.encrypt_recipient)?;
-            (Some(Encryption { format, key: Arc::new(key) }), None)
-        }
-        (None, true) if flags.encryption.is_some() => bail!(usage(&format!(
-            "--encryption {} needs a key: add --encrypt-pass-file FILE{}",
-            format.name(),
-            if format == Format::Age { " or --encrypt-recipient AGE1…" } else { "" }
-        ))),
-        (None, true) => (None, None),
-    };
-    let deref = flags.dereference_symlink;
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    Ok(BackupOptions {
-        path,
-        hostname,
-        backup_name: backup_name(common, flags.mode.as_deref()),
-        compression,
-        segment_size: segment_size as usize,
-        policy: LevelPolicy {
-            incremental: flags.incremental
-                || flags.max_level.is_some()
-                || flags.always_level.is_some(),
-            max_level: flags.max_level,
-            always_level: flags.always_level,
-            restart_always_level_days: flags.restart_always_level,
-        },
-        scan: ScanOptions {
-            one_file_system: !flags.cross_file_systems,
-            check_device: false,
-            follow_symlinks: matches!(deref, Some(Dereference::Soft | Dereference::All)),
-            excludes: Excludes::new(&flags.exclude)?,
-        },
-        dump: DumpOptions {
-            follow_symlinks: matches!(deref, Some(Dereference::Soft | Dereference::All)),
-            hard_dereference: matches!(deref, Some(Dereference::Hard | Dereference::All)),
-        },
-        threads,
-        dry_run: common.dry_run,
-        now: std::env::var("FREEZER_TEST_NOW").ok().and_then(|v| v.parse().ok()),
-        encryption,
-        decrypt_key,
-        state_dir: state_dir(),
-        consistency_check: flags.consistency_check,
-    })
-}
-
-/// `$STATE_DIRECTORY` (systemd's `StateDirectory=`), else `$XDG_STATE_HOME/freezer`, else
-/// `~/.local/state/freezer`.
-fn state_dir() -> Option<PathBuf> {
-    if let Some(d) = std::env::var_os("STATE_DIRECTORY").filter(|v| !v.is_empty()) {
-        // systemd gives a colon-separated list when a unit has several; ours is the first.
-        let first = d.to_string_lossy().split(':').next().unwrap_or_default().to_string();
-        return Some(PathBuf::from(first));
-    }
-    match std::env::var_os("XDG_STATE_HOME").filter(|v| !v.is_empty()) {
-        Some(d) => Some(PathBuf::from(d).join("freezer")),
-        None => std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state/freezer")),
-    }
-}
-
-/// "32M" → 33554432.
-pub fn parse_size(s: &str) -> Option<u64> {
-    let s = s.trim();
-    let (num, mult) = match s.char_indices().last()? {
-        (i, 'k' | 'K') => (&s[..i], 1u64 << 10),
-        (i, 'm' | 'M') => (&s[..i], 1 << 20),
-        (i, 'g' | 'G') => (&s[..i], 1 << 30),
-        _ => (s, 1),
-    };
-    num.trim().parse::<u64>().ok()?.checked_mul(mult)
 }
 
 /// Log the one-line summary, print it on stdout (or the JSON with `--json`), and write
