@@ -224,7 +224,14 @@ fn origin(opts: &LvmOptions, path: &Path) -> Result<Origin> {
     if let Some(v) = &opts.srcvol {
         args.push(v);
     }
-    let out = tool::run("lvs", &args).map_err(|e| e.context("cannot list the LVM volumes"))?;
+    let out = tool::run("lvs", &args).map_err(|e| match &opts.srcvol {
+        Some(v) => Error::usage(format!(
+            "--lvm-srcvol {v}: no such logical volume ({e}); give it as VG/LV or /dev/VG/LV, \
+             as `lvs` lists them, or leave it out to use the volume holding {}",
+            path.display()
+        )),
+        None => e.context("cannot list the LVM volumes"),
+    })?;
     let dev = mount.dev;
     let found = out.lines().find_map(|l| {
         let f: Vec<&str> = l.trim().split('|').collect();

@@ -53,7 +53,7 @@ fn backup(src: &Path, c: &Path, extra: &[&str]) -> std::process::Output {
     freezer(args)
 }
 
-fn json(out: &std::process::Output) -> serde_json::Value {
+pub(crate) fn json(out: &std::process::Output) -> serde_json::Value {
     let line = String::from_utf8_lossy(&out.stdout);
     serde_json::from_str(line.lines().last().unwrap_or(""))
         .unwrap_or_else(|e| panic!("{e}: {line}"))
@@ -61,7 +61,7 @@ fn json(out: &std::process::Output) -> serde_json::Value {
 
 /// Writes `f<i>` then sets `last` to `i`, until stopped: any instant has `f0..=f<last>`, and
 /// at most `f<last+1>` besides.
-fn writer(dir: PathBuf, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u64> {
+pub(crate) fn writer(dir: PathBuf, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u64> {
     std::thread::spawn(move || {
         let mut i = 0u64;
         while !stop.load(Ordering::Relaxed) {

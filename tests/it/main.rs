@@ -14,6 +14,7 @@ mod gnu;
 mod hooks;
 mod hostile;
 mod keys;
+mod lvm;
 mod messages;
 mod mounts;
 mod multi;

@@ -53,8 +53,8 @@ fn main_errors_read_well() {
             "freezer: error: no Swift credentials: set OS_AUTH_URL, OS_USERNAME, OS_PASSWORD, OS_PROJECT_NAME (or source an openrc file, or pick a clouds.yaml entry with OS_CLOUD / --os-cloud, or set ST_AUTH, ST_USER and ST_KEY for tempauth)".into(),
         ),
         (
-            vec!["--action", "backup", "-F", fs, "-C", cs, "--lvm-srcvol", "/dev/vg/lv"],
-            "freezer: error: --lvm-srcvol (LVM snapshots) is not supported yet by this version of freezer".into(),
+            vec!["--action", "backup", "-F", fs, "-C", cs, "--nova-inst-id", "1a2b"],
+            "freezer: error: --nova-inst-id (Nova backups) is not supported yet by this version of freezer".into(),
         ),
     ];
     for (args, want) in cases {
