@@ -256,3 +256,24 @@ fn a_change_between_the_snapshot_and_the_scan_is_in_the_next_level() {
         assert_eq!(std::fs::read_to_string(r.join("f")).unwrap(), want, "level {i}");
     }
 }
+
+#[test]
+fn a_dry_run_takes_and_removes_the_snapshot_and_runs_the_hooks() {
+    let fs = Btrfs::new();
+    let t = tempfile::tempdir().unwrap();
+    let (c, log) = (t.path().join("c"), t.path().join("hooks.log"));
+    write(&fs.data().join("f"), "x");
+    let hook =
+        |which: &str| format!("echo {which} \"$FREEZER_SNAPSHOT_PATH\" >> {}", log.display());
+    let (pre, post) = (hook("pre"), hook("post"));
+    let out = backup(&fs.data(), &c, &["--dry-run", "--pre-exec", &pre, "--post-exec", &post]);
+    assert_code(&out, 0);
+    let log = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines.len(), 2, "{log}");
+    assert_eq!(lines[0], "pre ", "{log}");
+    assert!(lines[1].starts_with("post ") && lines[1].contains("/.freezer-snapshots/"), "{log}");
+    assert_eq!(fs.others(), Vec::<String>::new(), "no snapshot left");
+    let stored = sh(&format!("find {} -type f 2>/dev/null || true", c.display()));
+    assert_eq!(stored, "", "a dry run stores nothing");
+}
