@@ -75,6 +75,25 @@ pub(crate) fn writer(dir: PathBuf, stop: Arc<AtomicBool>) -> std::thread::JoinHa
     })
 }
 
+/// The restore of `c` holds the writer's files up to one position in `seen` (no later file),
+/// and `tree` and `big` as in the source `data`.
+pub(crate) fn assert_restores_the_instant(
+    c: &Path,
+    r: &Path,
+    data: &Path,
+    seen: std::ops::RangeInclusive<u64>,
+) {
+    freezer_ok(["restore", r.to_str().unwrap(), "-C", c.to_str().unwrap(), "-N", "b"]);
+    let last: u64 = std::fs::read_to_string(r.join("w/last")).unwrap().parse().unwrap();
+    assert!(seen.contains(&last), "restored {last}, the hooks saw {seen:?}");
+    for i in 0..=last {
+        assert_eq!(std::fs::read_to_string(r.join(format!("w/f{i}"))).unwrap(), i.to_string());
+    }
+    assert!(!r.join(format!("w/f{}", last + 2)).exists(), "a file from after the instant");
+    assert_eq!(manifest(&r.join("tree"), true), manifest(&data.join("tree"), true));
+    assert_eq!(std::fs::read(r.join("big")).unwrap(), std::fs::read(data.join("big")).unwrap());
+}
+
 #[test]
 fn a_btrfs_snapshot_backup_restores_the_instant_of_the_snapshot() {
     let fs = Btrfs::new();
@@ -115,18 +134,7 @@ fn a_btrfs_snapshot_backup_restores_the_instant_of_the_snapshot() {
     );
 
     let r = t.path().join("r");
-    freezer_ok(["restore", r.to_str().unwrap(), "-C", c.to_str().unwrap(), "-N", "b"]);
-    let last: u64 = std::fs::read_to_string(r.join("w/last")).unwrap().parse().unwrap();
-    assert!((at_pre..=at_post).contains(&last), "restored {last}, hooks saw {at_pre}..{at_post}");
-    for i in 0..=last {
-        assert_eq!(std::fs::read_to_string(r.join(format!("w/f{i}"))).unwrap(), i.to_string());
-    }
-    assert!(!r.join(format!("w/f{}", last + 2)).exists(), "a file from after the instant");
-    assert_eq!(manifest(&r.join("tree"), true), manifest(&fs.data().join("tree"), true));
-    assert_eq!(
-        std::fs::read(r.join("big")).unwrap(),
-        std::fs::read(fs.data().join("big")).unwrap()
-    );
+    assert_restores_the_instant(&c, &r, &fs.data(), at_pre..=at_post);
     assert!(!r.join(".freezer-snapshots").exists(), "the snapshot's own folder is left out");
     assert_eq!(fs.others(), Vec::<String>::new(), "no snapshot left");
     assert!(!fs.data().join(".freezer-snapshots").exists());

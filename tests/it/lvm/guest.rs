@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::btrfs::{json, writer};
+use crate::btrfs::{assert_restores_the_instant, json, writer};
 use crate::support::*;
 
 const VG: &str = "vgfrz";
@@ -124,16 +124,7 @@ fn snapshot_backup_restores_the_instant(fs: &str, options: &[&str], mount_dir: &
     assert!(written > at_post + 20, "the writer went on during the backup: {written}, {at_post}");
     vg.assert_clean("a backup");
 
-    let r = vg.tmp().join("r");
-    freezer_ok(["restore", r.to_str().unwrap(), "-C", c.to_str().unwrap(), "-N", "b"]);
-    let last: u64 = std::fs::read_to_string(r.join("w/last")).unwrap().parse().unwrap();
-    assert!((at_pre..=at_post).contains(&last), "restored {last}, hooks saw {at_pre}..{at_post}");
-    for i in 0..=last {
-        assert_eq!(std::fs::read_to_string(r.join(format!("w/f{i}"))).unwrap(), i.to_string());
-    }
-    assert!(!r.join(format!("w/f{}", last + 2)).exists(), "a file from after the instant");
-    assert_eq!(manifest(&r.join("tree"), true), manifest(&data.join("tree"), true));
-    assert_eq!(std::fs::read(r.join("big")).unwrap(), std::fs::read(data.join("big")).unwrap());
+    assert_restores_the_instant(&c, &vg.tmp().join("r"), &data, at_pre..=at_post);
 }
 
 #[test]
