@@ -209,7 +209,7 @@ impl<W: Write> Dumper<'_, W> {
         let owner = self.names.owner(&meta);
         let h = header(name, &meta, &owner);
         let size = meta.len();
-        let map = tar::sparse_map(&file, size).unwrap_or(None);
+        let map = tar::sparse_map(&file, &meta).unwrap_or(None);
         let appended = match &map {
             Some(map) => {
                 let mut data = Interruptible(tar::SparseReader::new(&file, map));

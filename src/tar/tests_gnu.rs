@@ -97,7 +97,7 @@ fn same_bytes_as_gnu_tar() {
     w.append(&header_of(b"d/l", &m, &names), Kind::Symlink { target: b"f" }, None).unwrap();
     let m = meta(b"d/many").unwrap();
     let f = File::open(tmp.path().join("d/many")).unwrap();
-    let map = sparse_map(&f, m.len()).unwrap().expect("d/many has holes");
+    let map = sparse_map(&f, &m).unwrap().expect("d/many has holes");
     assert_eq!(map.len(), 31);
     let kind = Kind::Sparse { size: m.len(), map: &map };
     let mut data = SparseReader::new(&f, &map);
