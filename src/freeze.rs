@@ -2,7 +2,7 @@
 //! then a point-in-time snapshot (LVM or btrfs) that the backup reads instead of the origin.
 //!
 //! The order, released on every path (success, error, SIGTERM — interrupts arrive as errors):
-//! pre-exec → database mode prepared ([`crate::mode`]) → sync → snapshot → mode released →
+//! pre-exec → sync → database mode prepared ([`crate::mode`]) → snapshot → mode released →
 //! post-exec → scan and store → snapshot removed. Without a snapshot, the mode is released and
 //! post-exec runs after the backup. The archive's names are relative to the path to
 //! back up either way, so a restore never needs to know a snapshot was used.
@@ -96,11 +96,12 @@ pub(crate) fn hold(opts: &FreezeOptions, path: &Path, dry_run: bool) -> Result<H
         hook::run("pre-exec", cmd, path, None)
             .map_err(|e| e.context("the backup did not start: nothing was stored"))?;
     }
-    held.db = mode::prepare(&opts.mode, opts.snapshot.is_some())?;
-    held.database = held.db.as_ref().map(|d| d.recorded().clone());
+    // As freezer-agent: sync before the lock, which is then held only for the snapshot.
     if opts.sync && !dry_run {
         nix::unistd::sync();
     }
+    held.db = mode::prepare(&opts.mode, opts.snapshot.is_some())?;
+    held.database = held.db.as_ref().map(|d| d.recorded().clone());
     if let Some(kind) = &opts.snapshot {
         crate::interrupt::check()?;
         let snap: Box<dyn PointInTime> = match kind {

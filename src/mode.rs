@@ -1,8 +1,8 @@
 //! Database modes (`--mode mysql`, `--mode mongo`): guards around the snapshot that make the
 //! database's files a consistent copy, and record where the copy stands.
 //!
-//! The order (see [`crate::freeze`]): pre-exec → mode prepared (MySQL: `FLUSH TABLES WITH
-//! READ LOCK`, the binlog position recorded) → sync → snapshot created → mode released →
+//! The order (see [`crate::freeze`]): pre-exec → sync → mode prepared (MySQL: `FLUSH TABLES
+//! WITH READ LOCK`, the binlog position recorded) → snapshot created → mode released →
 //! post-exec → scan and store → snapshot removed. Without a snapshot the mode is released
 //! after the backup, so the database stays locked the whole time (a warning says so). What
 //! the mode recorded goes into the backup's metadata ([`crate::catalog::DatabaseMeta`]).

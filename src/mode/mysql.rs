@@ -127,14 +127,16 @@ fn lock(conn: &mut Conn, opts: &Opts, target: &str, timeout: Duration) -> Result
     let locked = conn.query_drop("FLUSH TABLES WITH READ LOCK");
     let killed = dog.disarm();
     let Err(e) = locked else { return Ok(()) };
-    let waited = match killed {
+    // 1205: ER_LOCK_WAIT_TIMEOUT, the server's own bound (lock_wait_timeout).
+    let timed_out = killed || matches!(&e, mysql::Error::MySqlError(m) if m.code == 1205);
+    let waited = match timed_out {
         true => format!("did not get the lock within --mysql-lock-timeout {secs}s"),
         false => format!("failed ({e})"),
     };
     let blocker = blocker(opts, id).unwrap_or_else(|| "no running query was seen".into());
     Err(failed(format!(
-        "FLUSH TABLES WITH READ LOCK {waited}; it waits for {blocker}. Let it finish or end it \
-         (KILL <id>), or raise --mysql-lock-timeout; nothing was backed up"
+        "FLUSH TABLES WITH READ LOCK {waited}; it waited for {blocker}. Let that finish or end \
+         it (KILL <id>), or raise --mysql-lock-timeout; nothing was backed up"
     )))
 }
 

@@ -17,6 +17,7 @@ mod keys;
 mod messages;
 mod mounts;
 mod multi;
+mod mysql;
 mod ops;
 mod property;
 mod prune;
