@@ -95,6 +95,8 @@ pub struct BackupReport {
     pub warnings: Vec<Warning>,
     /// freezer-agent's checksum of the tree, with `consistency_check`.
     pub consistency_checksum: Option<String>,
+    /// What the database mode recorded (`--mode mysql|mongo`), as in the metadata.
+    pub database: Option<crate::catalog::DatabaseMeta>,
     pub seconds: f64,
     pub dry_run: bool,
     /// What failed around a backup that is complete: the post-exec hook, removing the
@@ -175,6 +177,7 @@ pub fn run(
         held.check()?;
         let mut r = finish_report(id, parent, layout, plan, report, stored, started, true);
         r.consistency_checksum = consistency;
+        r.database = held.database().cloned();
         r.aftermath = held.release();
         return Ok(r);
     }
@@ -227,6 +230,7 @@ pub fn run(
         started,
     );
     meta.consistency_checksum = consistency.clone();
+    meta.database = held.database().cloned();
     // With what the snapshot itself put in the tree: a restore must not miss it.
     meta.excludes = Some(scan_opts.excludes.describe());
     if let Some(lock) = lock.filter(|l| l.is_lost()) {
@@ -248,6 +252,7 @@ pub fn run(
     }
     let mut r = finish_report(id, parent, layout, plan, report, stream.size, started, false);
     r.consistency_checksum = consistency;
+    r.database = held.database().cloned();
     r.aftermath = held.release();
     Ok(r)
 }
@@ -496,6 +501,7 @@ fn finish_report(
         seconds: started.elapsed().as_secs_f64(),
         dry_run,
         consistency_checksum: None,
+        database: None,
         aftermath: Vec::new(),
     }
 }

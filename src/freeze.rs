@@ -2,14 +2,17 @@
 //! then a point-in-time snapshot (LVM or btrfs) that the backup reads instead of the origin.
 //!
 //! The order, released on every path (success, error, SIGTERM — interrupts arrive as errors):
-//! pre-exec → sync → snapshot → post-exec → scan and store → snapshot removed. Without a
-//! snapshot, post-exec runs after the backup. The archive's names are relative to the path to
+//! pre-exec → sync → database mode prepared ([`crate::mode`]) → snapshot → mode released →
+//! post-exec → scan and store → snapshot removed. Without a snapshot, the mode is released and
+//! post-exec runs after the backup. The archive's names are relative to the path to
 //! back up either way, so a restore never needs to know a snapshot was used.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use crate::catalog::DatabaseMeta;
 use crate::error::{Error, Result};
+use crate::mode::{self, ModeOptions, Quiesced};
 
 mod btrfs;
 mod hook;
@@ -41,6 +44,8 @@ pub struct FreezeOptions {
     pub post_exec: Option<String>,
     /// `sync(2)` before the snapshot (or the scan), so the origin's writes are on disk.
     pub sync: bool,
+    /// The database to hold still while the snapshot is created (`--mode`).
+    pub mode: ModeOptions,
 }
 
 /// A point-in-time copy of the file system that holds the path to back up.
@@ -61,6 +66,10 @@ trait PointInTime {
 pub(crate) struct Held {
     path: PathBuf,
     snapshot: Option<Box<dyn PointInTime>>,
+    /// The database held still, until the snapshot exists (without one: the backup's end).
+    db: Option<Box<dyn Quiesced>>,
+    /// What the database mode recorded.
+    database: Option<DatabaseMeta>,
     /// `(snapshot's device, origin's device)`: the scan records the origin's.
     dev_alias: Option<(u64, u64)>,
     /// The post-exec hook still to run.
@@ -76,6 +85,8 @@ pub(crate) fn hold(opts: &FreezeOptions, path: &Path, dry_run: bool) -> Result<H
     let mut held = Held {
         path: path.to_path_buf(),
         snapshot: None,
+        db: None,
+        database: None,
         dev_alias: None,
         post: opts.post_exec.clone(),
         problems: Vec::new(),
@@ -85,9 +96,12 @@ pub(crate) fn hold(opts: &FreezeOptions, path: &Path, dry_run: bool) -> Result<H
         hook::run("pre-exec", cmd, path, None)
             .map_err(|e| e.context("the backup did not start: nothing was stored"))?;
     }
+    // As freezer-agent: sync before the lock, which is then held only for the snapshot.
     if opts.sync && !dry_run {
         nix::unistd::sync();
     }
+    held.db = mode::prepare(&opts.mode, opts.snapshot.is_some())?;
+    held.database = held.db.as_ref().map(|d| d.recorded().clone());
     if let Some(kind) = &opts.snapshot {
         crate::interrupt::check()?;
         let snap: Box<dyn PointInTime> = match kind {
@@ -96,6 +110,10 @@ pub(crate) fn hold(opts: &FreezeOptions, path: &Path, dry_run: bool) -> Result<H
         };
         held.dev_alias = dev_alias(path, snap.read_path());
         held.snapshot = Some(snap);
+        // The lock is held only while the snapshot is created.
+        if let Some(e) = held.release_db() {
+            held.problems.push(e);
+        }
         // The application may go on as soon as the snapshot exists; a failing post-exec
         // does not make the snapshot less consistent, so the backup goes on too.
         if let Err(e) = held.run_post() {
@@ -121,6 +139,11 @@ impl Held {
         self.snapshot.as_ref().and_then(|s| s.own_entry())
     }
 
+    /// What the database mode recorded (`--mode mysql|mongo`), for the metadata.
+    pub fn database(&self) -> Option<&DatabaseMeta> {
+        self.database.as_ref()
+    }
+
     /// Before the backup becomes visible: is what it read still a point in time?
     pub fn check(&self) -> Result<()> {
         self.snapshot.as_ref().map_or(Ok(()), |s| s.check())
@@ -136,12 +159,17 @@ impl Held {
         hook::run("post-exec", &cmd, &self.path, self.snapshot.as_ref().map(|s| s.read_path()))
     }
 
+    fn release_db(&mut self) -> Option<Error> {
+        self.db.as_mut().and_then(|d| d.release().err())
+    }
+
     fn release_all(&mut self) -> Vec<Error> {
         if std::mem::replace(&mut self.released, true) {
             return Vec::new();
         }
         let _cleanup = crate::interrupt::shield();
         let mut problems = std::mem::take(&mut self.problems);
+        problems.extend(self.release_db());
         if let Err(e) = self.run_post() {
             problems.push(e);
         }

@@ -23,6 +23,7 @@ pub mod incremental;
 pub mod interrupt;
 pub mod limit;
 pub mod lock;
+pub mod mode;
 pub mod pipe;
 pub mod priority;
 pub mod progress;

@@ -76,6 +76,9 @@ pub struct BackupMeta {
     /// freezer-agent's checksum of the tree (`--consistency-check`), as it names it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consistency_checksum: Option<String>,
+    /// What `--mode mysql` or `--mode mongo` recorded of the database while it was held still.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<DatabaseMeta>,
 
     /// Keys this version does not know, kept as they were.
     #[serde(flatten)]
@@ -105,6 +108,64 @@ pub struct BackupStats {
     pub duration_secs: f64,
 }
 
+/// What a database mode recorded while the database was held still (`--mode mysql|mongo`):
+/// where a point-in-time recovery starts, and how consistent the copy is. Every field is
+/// optional, so a newer freezer may add some and an older one keeps them in `extra`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+pub struct DatabaseMeta {
+    /// `mysql` or `mongo`.
+    pub mode: String,
+    /// The server's version string (`SELECT @@version`, `buildInfo`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_version: Option<String>,
+    /// MySQL: the binary log file current under the lock (`SHOW MASTER STATUS`'s File).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binlog_file: Option<String>,
+    /// MySQL: the position in it: `mysqlbinlog --start-position` of a point-in-time recovery.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binlog_position: Option<u64>,
+    /// MySQL: the GTID position (MariaDB `@@gtid_binlog_pos`, MySQL `@@gtid_executed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gtid_position: Option<String>,
+    /// MongoDB: `standalone`, `primary` or `secondary`, as the server said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topology: Option<String>,
+    /// MongoDB: the replica set's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica_set: Option<String>,
+    /// The node the backup was taken from (`host:port`, or a MySQL socket).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// How the copy was held consistent, in words (e.g. "FLUSH TABLES WITH READ LOCK while
+    /// the btrfs snapshot was created").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consistency: Option<String>,
+    /// Keys this version does not know, kept as they were.
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, serde_json::Value>,
+}
+
+impl DatabaseMeta {
+    /// The recorded position in one line, for `freezer list`: `mysql-bin.000003:1234
+    /// gtid 0-1-42`, `primary of rs0`; `-` when nothing was recorded.
+    pub fn summary(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(f) = &self.binlog_file {
+            parts.push(format!("{f}:{}", self.binlog_position.unwrap_or(0)));
+        }
+        if let Some(g) = self.gtid_position.as_deref().filter(|g| !g.is_empty()) {
+            parts.push(format!("gtid {g}"));
+        }
+        if let Some(t) = &self.topology {
+            match &self.replica_set {
+                Some(rs) => parts.push(format!("{t} of {rs}")),
+                None => parts.push(t.clone()),
+            }
+        }
+        if parts.is_empty() { "-".into() } else { parts.join(" ") }
+    }
+}
+
 impl BackupMeta {
     /// The agent's three keys, ours all unset.
     pub fn new(compression: &str, encryption: bool) -> BackupMeta {
@@ -131,6 +192,7 @@ impl BackupMeta {
             stats: None,
             excludes: None,
             consistency_checksum: None,
+            database: None,
             extra: BTreeMap::new(),
         }
     }
@@ -202,6 +264,32 @@ mod tests {
         assert!(!json.contains('\n') && !json.ends_with('\n'), "{json}");
         assert_eq!(BackupMeta::from_json(json.as_bytes(), "k").unwrap(), meta);
         assert!(meta.is_ours());
+    }
+
+    #[test]
+    fn database_round_trips_and_summarises() {
+        let mut meta = BackupMeta::new("zstd", false);
+        meta.database = Some(DatabaseMeta {
+            mode: "mysql".into(),
+            binlog_file: Some("mysql-bin.000003".into()),
+            binlog_position: Some(1234),
+            gtid_position: Some("0-1-42".into()),
+            ..Default::default()
+        });
+        let json = meta.to_json().unwrap();
+        assert!(json.contains(r#""database":{"mode":"mysql","binlog_file":"mysql-bin.000003""#));
+        let back = BackupMeta::from_json(json.as_bytes(), "k").unwrap();
+        assert_eq!(back, meta);
+        let db = back.database.unwrap();
+        assert_eq!(db.summary(), "mysql-bin.000003:1234 gtid 0-1-42");
+        let mongo = DatabaseMeta {
+            mode: "mongo".into(),
+            topology: Some("primary".into()),
+            replica_set: Some("rs0".into()),
+            ..Default::default()
+        };
+        assert_eq!(mongo.summary(), "primary of rs0");
+        assert_eq!(DatabaseMeta::default().summary(), "-");
     }
 
     #[test]

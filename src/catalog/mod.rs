@@ -14,7 +14,7 @@ pub(crate) use chain::ancestry;
 pub use chain::{Backup, Catalog, Damaged, ids, load, load_catalog, parent_of, restore_chain};
 pub use date::{format_local, parse_date};
 pub use layout::{BackupId, ENGINE, Layout};
-pub use meta::{BackupMeta, BackupStats, FORMAT, SegmentMeta};
+pub use meta::{BackupMeta, BackupStats, DatabaseMeta, FORMAT, SegmentMeta};
 pub use policy::{LevelPolicy, Next, new_id, next_backup};
 pub use retention::{Decision, RetentionPolicy, cutoff_from_days, decide};
 

@@ -10,13 +10,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use crate::support::*;
 
 /// A btrfs image mounted at `<tmp>/mnt`, with the subvolume `<tmp>/mnt/data`.
-struct Btrfs {
+pub(crate) struct Btrfs {
     _dir: tempfile::TempDir,
     mnt: PathBuf,
 }
 
 impl Btrfs {
-    fn new() -> Btrfs {
+    pub(crate) fn new() -> Btrfs {
         let dir = tempfile::tempdir().unwrap();
         let (img, mnt) = (dir.path().join("btrfs.img"), dir.path().join("mnt"));
         std::fs::create_dir(&mnt).unwrap();
@@ -29,12 +29,12 @@ impl Btrfs {
         Btrfs { _dir: dir, mnt }
     }
 
-    fn data(&self) -> PathBuf {
+    pub(crate) fn data(&self) -> PathBuf {
         self.mnt.join("data")
     }
 
     /// The subvolumes besides `data` (snapshots left behind).
-    fn others(&self) -> Vec<String> {
+    pub(crate) fn others(&self) -> Vec<String> {
         let all = sh(&format!("btrfs subvolume list {}", self.mnt.display()));
         all.lines().filter(|l| !l.ends_with(" path data")).map(String::from).collect()
     }

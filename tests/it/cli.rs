@@ -489,11 +489,8 @@ fn freezerc_and_agent_spellings_that_change_nothing_or_mean_off() {
     ]);
     assert!(logs.join("freezer.log").exists(), "--log-dir");
     // freezerc 1.0.8's options it never implemented, and ours not yet: refused by name.
-    for (opt, what) in [
-        ("--get-object", "never implemented"),
-        ("--sql-server-conf", "SQL Server"),
-        ("--mysql-conf", "MySQL"),
-    ] {
+    for (opt, what) in [("--get-object", "never implemented"), ("--sql-server-conf", "SQL Server")]
+    {
         let out = freezer(["--action", "backup", "--file-to-backup", s, "-C", cs, opt, "x"]);
         assert_code(&out, 2);
         let err = stderr(&out);
@@ -507,13 +504,15 @@ fn freezerc_and_agent_spellings_that_change_nothing_or_mean_off() {
     write(
         &ini,
         format!(
-            "[job]\naction = backup\npath_to_backup = {s}\ncontainer = {cs}\nmysql_conf = /etc/my.cnf\n"
+            "[job]\naction = backup\npath_to_backup = {s}\ncontainer = {cs}\nsql_server_conf = /etc/x.ini\n"
         ),
     );
     let out = freezer(["--config", ini.to_str().unwrap()]);
     assert_code(&out, 2);
     assert!(
-        stderr(&out).contains("'mysql_conf' (--mysql-conf, the MySQL mode) is not supported yet"),
+        stderr(&out).contains(
+            "'sql_server_conf' (--sql-server-conf, the SQL Server mode) is not supported yet"
+        ),
         "{}",
         stderr(&out)
     );

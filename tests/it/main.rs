@@ -18,6 +18,7 @@ mod lvm;
 mod messages;
 mod mounts;
 mod multi;
+mod mysql;
 mod ops;
 mod property;
 mod prune;

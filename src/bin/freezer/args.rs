@@ -26,7 +26,6 @@ use Treat::{NotYet, Same};
 /// freezer-agent 19's and freezerc 1.0.8's options that clap does not define:
 /// (long name, takes a value, treatment).
 pub const AGENT_ONLY: &[(&str, bool, Treat)] = &[
-    ("mysql-conf", true, NotYet("the MySQL mode")),
     ("sql-server-conf", true, NotYet("the SQL Server mode")),
     ("cinder-vol-id", true, NotYet("Cinder backups")),
     ("cinder-vol-name", true, NotYet("Cinder backups")),
@@ -239,8 +238,8 @@ mod tests {
             ["--nosnapshot", "--snapshot"]
         );
         assert_eq!(prep(&["--snapshot=lvm"]).unwrap(), ["--snapshot"], "the agent: any value");
-        let err = prep(&["--mysql-c=/etc/my.cnf"]).unwrap_err().to_string();
-        assert!(err.starts_with("--mysql-conf (the MySQL mode)"), "{err}");
+        let err = prep(&["--sql-server-c=/etc/x.ini"]).unwrap_err().to_string();
+        assert!(err.starts_with("--sql-server-conf (the SQL Server mode)"), "{err}");
         assert_eq!(
             prep(&["--nodebug", "--backup-id", "abc", "-U", "--upload", "-N", "x"]).unwrap(),
             ["-N", "x"]

@@ -12,6 +12,8 @@ mod ftp;
 pub use ftp::FtpFlags;
 mod sftp;
 pub use sftp::SftpFlags;
+mod mode;
+pub use mode::{Mode, ModeFlags};
 mod snapshot;
 pub use snapshot::{SnapPerm, SnapshotFlags, SnapshotType};
 
@@ -387,9 +389,10 @@ pub enum StorageKind {
 #[derive(Args, Debug, Clone, Default)]
 #[command(next_help_heading = "Backup")]
 pub struct BackupFlags {
-    /// Backup mode; only fs for now.
-    #[arg(short = 'm', long, value_name = "MODE")]
-    pub mode: Option<String>,
+    /// What to back up: fs (files), or mysql (a MySQL/MariaDB data directory, locked while
+    /// the snapshot is created; see --mysql-conf).
+    #[arg(short = 'm', long, value_enum, value_name = "MODE")]
+    pub mode: Option<Mode>,
 
     /// Backup engine; only tar.
     #[arg(short = 'e', long, value_name = "ENGINE")]
@@ -465,6 +468,9 @@ pub struct BackupFlags {
 
     #[command(flatten)]
     pub snapshot: SnapshotFlags,
+
+    #[command(flatten)]
+    pub modes: ModeFlags,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

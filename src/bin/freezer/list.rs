@@ -45,6 +45,7 @@ pub fn backups(
                 "encryption": b.meta.encryption,
                 "size": b.meta.data_size,
                 "tool": b.meta.tool,
+                "database": b.meta.database,
                 "status": status,
             });
             let row = vec![
@@ -57,6 +58,7 @@ pub fn backups(
                 b.meta.data_size.map(ui::human).unwrap_or_else(|| "-".into()),
                 // A level above 0 always has a parent: when it is gone, say so, not "-".
                 parent.unwrap_or_else(|| if b.id.level > 0 { "(missing)" } else { "-" }.into()),
+                b.meta.database.as_ref().map_or_else(|| "-".into(), |d| d.summary()),
                 status.into(),
             ];
             entries.push((b.id.timestamp, item, row));
@@ -75,7 +77,7 @@ pub fn backups(
             });
             let mut row = vec![hb.clone(), d.id.level_zero.to_string(), d.id.level.to_string()];
             row.push(catalog::format_local(d.id.timestamp));
-            row.extend(["?", "?", "?", "?", "damaged"].map(String::from));
+            row.extend(["?", "?", "?", "?", "?", "damaged"].map(String::from));
             entries.push((d.id.timestamp, item, row));
         }
         entries.sort_by_key(|e| e.0);
@@ -97,6 +99,7 @@ pub fn backups(
             "ENCRYPTED",
             "SIZE",
             "PARENT",
+            "DATABASE",
             "STATUS",
         ];
         write!(out, "{}", ui::table(&header, &rows))?;

@@ -12,8 +12,9 @@ use freezer::exclude::Excludes;
 use freezer::freeze::{FreezeOptions, LvmOptions, SnapshotOptions};
 use freezer::incremental::dump::DumpOptions;
 use freezer::incremental::scan::ScanOptions;
+use freezer::mode::{ModeOptions, MysqlOptions};
 
-use crate::cli::{BackupFlags, Common, Dereference, SnapPerm, SnapshotType};
+use crate::cli::{BackupFlags, Common, Dereference, Mode, SnapPerm, SnapshotType};
 use crate::run::{Profile, backup_name, usage};
 
 pub fn backup_options(
@@ -23,9 +24,6 @@ pub fn backup_options(
     path: PathBuf,
     hostname: String,
 ) -> Result<BackupOptions> {
-    if let Some(m) = flags.mode.as_deref().filter(|m| *m != "fs") {
-        bail!(usage(&format!("--mode {m} is not supported yet by this version; only --mode fs")));
-    }
     if let Some(e) = flags.engine.as_deref().filter(|e| *e != "tar") {
         bail!(usage(&format!("--engine {e} is not supported; only --engine tar")));
     }
@@ -83,7 +81,7 @@ pub fn backup_options(
     Ok(BackupOptions {
         path,
         hostname,
-        backup_name: backup_name(common, flags.mode.as_deref()),
+        backup_name: backup_name(common, flags.mode.map(Mode::name)),
         compression,
         segment_size: segment_size as usize,
         policy: LevelPolicy {
@@ -112,7 +110,35 @@ pub fn backup_options(
         decrypt_key,
         state_dir: state_dir(),
         consistency_check: flags.consistency_check,
-        freeze: freeze_options(flags, profile, common.dry_run),
+        freeze: FreezeOptions {
+            mode: mode_options(flags)?,
+            ..freeze_options(flags, profile, common.dry_run)
+        },
+    })
+}
+
+/// `--mode` and its options.
+fn mode_options(flags: &BackupFlags) -> Result<ModeOptions> {
+    let mode = flags.mode.unwrap_or_default();
+    let m = &flags.modes;
+    let foreign = m.foreign(mode);
+    if !foreign.is_empty() {
+        log::warn!("{} change nothing with --mode {}", foreign.join(", "), mode.name());
+    }
+    Ok(match mode {
+        Mode::Fs => ModeOptions::Fs,
+        Mode::Mysql => {
+            let Some(conf) = m.mysql_conf.clone() else {
+                bail!(usage(
+                    "--mode mysql needs --mysql-conf FILE: the server's host, port, user, \
+                     password or socket, as `key = value` lines (see the README)"
+                ));
+            };
+            ModeOptions::Mysql(MysqlOptions {
+                conf,
+                lock_timeout: std::time::Duration::from_secs(m.mysql_lock_timeout),
+            })
+        }
     })
 }
 
@@ -148,6 +174,7 @@ fn freeze_options(flags: &BackupFlags, profile: Profile, dry_run: bool) -> Freez
         post_exec: s.post_exec.clone(),
         // As freezer-agent: flush what applications wrote before reading it.
         sync: !dry_run && (flags.sync || (profile == Profile::Agent && !flags.no_sync)),
+        mode: ModeOptions::Fs,
     }
 }
 

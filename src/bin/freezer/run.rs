@@ -445,10 +445,11 @@ fn print_backup(
             String::new()
         },
     );
-    report(
-        common,
-        &line,
-        json!({
+    let line = match &r.database {
+        Some(db) => format!("{line}; {} at {}", db.mode, db.summary()),
+        None => line,
+    };
+    let mut value = json!({
             "action": "backup",
             "backup_name": opts.backup_name,
             "hostname": opts.hostname,
@@ -456,7 +457,7 @@ fn print_backup(
             "container": container,
             "container_location": storage.describe(),
             "storage": storage.kind(),
-            "mode": "fs",
+            "mode": opts.freeze.mode.name(),
             "backup_media": "fs",
             "engine_name": "tar",
             "path_to_backup": opts.path.display().to_string(),
@@ -492,8 +493,11 @@ fn print_backup(
             "consistency_checksum": r.consistency_checksum.clone().unwrap_or_default(),
             "client_version": env!("CARGO_PKG_VERSION"),
             "client_os": std::env::consts::OS,
-        }),
-    )
+    });
+    if let Some(db) = &r.database {
+        value["database"] = json!(db);
+    }
+    report(common, &line, value)
 }
 
 fn print_restore(common: &Common, opts: &RestoreOptions, r: &RestoreReport) -> Result<()> {
