@@ -20,13 +20,11 @@ fn guest_suite() {
     // Not under /tmp: the guest mounts a tmpfs there, which would hide the share.
     let share = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let exe = std::env::current_exe().unwrap();
-    // /var/lib/freezer is where --lvm-dirmount defaults to; the guest's / is read-only.
     let script = format!(
-        "set -e\nmount -t tmpfs freezer-var-lib /var/lib\ncd {share}\n\
-         export RUST_BACKTRACE=1 TMPDIR=/tmp\n\
-         exec {exe} --ignored --test-threads=1 lvm::guest::\n",
-        share = share.path().display(),
-        exe = exe.display()
+        "cd {}\nexec bash {} {}\n",
+        share.path().display(),
+        repo().join("tests/it/lvm/guest.sh").display(),
+        exe.display()
     );
     let run = share.path().join("run.sh");
     write(&run, script);

@@ -243,3 +243,13 @@ fn a_volume_that_does_not_hold_the_path_is_refused() {
     assert_eq!(stored(&c), "");
     vg.assert_clean("refused options");
 }
+
+#[test]
+#[ignore = "runs inside the LVM guest: lvm::guest_suite boots it"]
+fn mysql_on_lvm_locks_only_for_the_snapshot_and_restores_to_the_position() {
+    let vg = Vg::new("ext4");
+    // Software emulation: creating the snapshot (and so the lock) takes longer than natively.
+    let snapshot = ["--snapshot", "--lvm-snapsize", "128M"];
+    crate::mysql::locks_only_for_the_snapshot(&vg.origin(), &snapshot, Duration::from_secs(10));
+    vg.assert_clean("a MySQL backup");
+}
