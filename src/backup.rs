@@ -165,7 +165,7 @@ pub fn run(
     // From here on the source is held still (hooks, snapshot) until `held` is released.
     let held = freeze::hold(&opts.freeze, &opts.path, opts.dry_run)?;
     let scan_opts = scan_options(opts, &held);
-    let (consistency, plan) = read_tree(opts, &held, &scan_opts, old.as_ref())?;
+    let (consistency, plan) = read_tree(opts, &held, &scan_opts, old)?;
     crate::interrupt::check()?;
     progress::set_phase(Phase::Backing);
 
@@ -184,7 +184,7 @@ pub fn run(
 
     let upload = SharedUpload::new(storage.create(&layout.data_key(&id))?);
     let stored = store(&plan, opts, upload.clone()).and_then(|(report, stream)| {
-        let snapshot = plan.snapshot(start, &report.dropped).encode();
+        let snapshot = plan.encode_snapshot(start, &report.dropped);
         let stored_snapshot = match &opts.encryption {
             // The snapshot lists every file name: the age format hides it too. freezer-agent's
             // openssl format leaves it plain, as the agent does, so the agent can continue a
@@ -206,7 +206,7 @@ pub fn run(
                 }
                 crypt::encrypt_bytes(Format::Age, &e.key, &snapshot)?
             }
-            _ => snapshot.clone(),
+            _ => snapshot,
         };
         storage.put(&layout.engine_metadata_key(&id), &stored_snapshot)?;
         Ok((report, stream, stored_snapshot))
@@ -272,7 +272,7 @@ fn read_tree(
     opts: &BackupOptions,
     held: &freeze::Held,
     scan_opts: &ScanOptions,
-    old: Option<&Snapshot>,
+    old: Option<Snapshot>,
 ) -> Result<(Option<String>, scan::Plan)> {
     let root = held.read_root();
     let cannot = |e| {

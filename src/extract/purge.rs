@@ -10,6 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use nix::errno::Errno;
 use nix::fcntl::{openat, renameat};
 use nix::sys::stat::{Mode, SFlag, mkdirat};
+use nix::unistd::{UnlinkatFlags, unlinkat};
 
 use super::Target;
 use super::walk::{
@@ -145,7 +146,19 @@ impl Target {
             return missing(&mut self.problems);
         }
         let res = match self.walker.dir(subject, dst_parent, true)? {
-            Some(dst_dir) => renameat(src_dir.as_fd(), *src_leaf, dst_dir, *dst_leaf),
+            Some(dst_dir) => match renameat(src_dir.as_fd(), *src_leaf, dst_dir, *dst_leaf) {
+                // An earlier level left a file where this level has the moved directory: the
+                // purge would delete that file anyway (GNU tar stops here).
+                Err(Errno::ENOTDIR | Errno::EEXIST)
+                    if lstat_at(dst_dir, dst_leaf)
+                        .is_ok_and(|st| st.is_some_and(|st| kind(&st) != SFlag::S_IFDIR)) =>
+                {
+                    log::debug!("{what}: removing the file in the way");
+                    unlinkat(dst_dir, *dst_leaf, UnlinkatFlags::NoRemoveDir)
+                        .and_then(|()| renameat(src_dir.as_fd(), *src_leaf, dst_dir, *dst_leaf))
+                }
+                r => r,
+            },
             None => Err(Errno::ENOENT),
         };
         self.walker.forget();

@@ -6,7 +6,7 @@
 //! children; otherwise new → all children. Per entry: `D` for a subdirectory, `Y` when new or
 //! when mtime or ctime is not older than the previous dump's start, else `N`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::fs::{self, Metadata};
 use std::io;
@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use crate::exclude::Excludes;
 use crate::incremental::dumpdir::{Dumpdir, Flag, Rename};
-use crate::incremental::snapshot::{DirRecord, Snapshot, Timespec};
+use crate::incremental::snapshot::{DirRecord, Encoder, Snapshot, Timespec};
 
 /// How the walk treats the tree.
 #[derive(Debug, Clone, Default)]
@@ -88,32 +88,29 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// The snapshot to store with this dump; `start` is when this dump began, `dropped` lists
-    /// (directory index, entry name) of files that could not be read, left out so that the next
-    /// level tries them again.
-    pub fn snapshot(&self, start: Timespec, dropped: &[(usize, Vec<u8>)]) -> Snapshot {
-        let mut dirs = Vec::with_capacity(self.dirs.len());
+    /// The snapshot file to store with this dump, encoded; `start` is when this dump began,
+    /// `dropped` lists (directory index, entry name) of files that could not be read, left out
+    /// so that the next level tries them again.
+    pub fn encode_snapshot(&self, start: Timespec, dropped: &[(usize, Vec<u8>)]) -> Vec<u8> {
+        let dropped: HashSet<(usize, &[u8])> =
+            dropped.iter().map(|(i, n)| (*i, n.as_slice())).collect();
+        let mut enc = Encoder::new(start);
         for (i, d) in self.dirs.iter().enumerate() {
             if !d.listed {
                 continue;
             }
-            let entries = d
-                .dumpdir
-                .entries
-                .iter()
-                .filter(|(_, n)| !dropped.iter().any(|(di, dn)| *di == i && dn == n))
-                .cloned()
-                .collect();
-            dirs.push(DirRecord {
+            let head = DirRecord {
                 nfs: is_nfs(d.dev),
                 mtime: Timespec { sec: d.meta.mtime(), nsec: d.meta.mtime_nsec() as u32 },
                 dev: d.dev,
                 ino: d.meta.ino(),
                 name: d.name.clone(),
-                entries: Some(entries),
-            });
+                entries: None,
+            };
+            let entries = d.dumpdir.entries.iter().map(|(f, n)| (*f, n.as_slice()));
+            enc.dir(&head, entries.filter(|(_, n)| !dropped.contains(&(i, *n))));
         }
-        Snapshot { start, dirs }
+        enc.finish()
     }
 }
 
@@ -148,10 +145,10 @@ struct Scanner<'a> {
 }
 
 /// Scan the tree at `root` (archived as `.`) against `old` (the parent level's snapshot).
-pub fn scan(root: &Path, old: Option<&Snapshot>, opts: &ScanOptions) -> io::Result<Plan> {
+pub fn scan(root: &Path, old: Option<Snapshot>, opts: &ScanOptions) -> io::Result<Plan> {
     let mut s = Scanner {
         opts,
-        newer: old.map(|o| o.start).unwrap_or_default(),
+        newer: old.as_ref().map(|o| o.start).unwrap_or_default(),
         recs: Vec::new(),
         by_name: HashMap::new(),
         by_meta: HashMap::new(),
@@ -160,20 +157,21 @@ pub fn scan(root: &Path, old: Option<&Snapshot>, opts: &ScanOptions) -> io::Resu
         stats: ScanStats::default(),
         warnings: Vec::new(),
     };
-    for d in old.map(|o| o.dirs.as_slice()).unwrap_or_default() {
+    // Moved, not copied: the old entries of a million files are the scan's largest input.
+    for d in old.map(|o| o.dirs).unwrap_or_default() {
         let i = s.recs.len();
+        s.by_name.entry(d.name.clone()).or_insert(i);
+        s.by_meta.entry((d.dev, d.ino)).or_insert(i);
         s.recs.push(Rec {
-            name: d.name.clone(),
+            name: d.name,
             dev: d.dev,
             ino: d.ino,
             nfs: d.nfs,
-            old_entries: d.entries.clone(),
+            old_entries: d.entries,
             inited: false,
             orig: None,
             renamed: false,
         });
-        s.by_name.entry(d.name.clone()).or_insert(i);
-        s.by_meta.entry((d.dev, d.ino)).or_insert(i);
     }
     let meta = fs::metadata(root)?;
     if !meta.is_dir() {

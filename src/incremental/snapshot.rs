@@ -70,27 +70,52 @@ impl Snapshot {
 
     /// Encode as format 2.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = HEADER.to_vec();
-        let field = |out: &mut Vec<u8>, s: &[u8]| {
-            out.extend_from_slice(s);
-            out.push(0);
-        };
-        field(&mut out, self.start.sec.to_string().as_bytes());
-        field(&mut out, self.start.nsec.to_string().as_bytes());
+        let mut enc = Encoder::new(self.start);
         for d in &self.dirs {
-            field(&mut out, if d.nfs { b"1" } else { b"0" });
-            field(&mut out, d.mtime.sec.to_string().as_bytes());
-            field(&mut out, d.mtime.nsec.to_string().as_bytes());
-            field(&mut out, d.dev.to_string().as_bytes());
-            field(&mut out, d.ino.to_string().as_bytes());
-            field(&mut out, &d.name);
-            for (flag, name) in d.entries.iter().flatten() {
-                out.push(flag.byte());
-                field(&mut out, name);
-            }
-            out.extend_from_slice(b"\0\0");
+            enc.dir(d, d.entries.iter().flatten().map(|(f, n)| (*f, n.as_slice())));
         }
-        out
+        enc.finish()
+    }
+}
+
+/// Writes format 2 one directory at a time, so that a dump's entries are not copied into a
+/// [`Snapshot`] first (a million files would hold them twice).
+pub struct Encoder {
+    out: Vec<u8>,
+}
+
+impl Encoder {
+    /// A snapshot of a dump that started at `start`.
+    pub fn new(start: Timespec) -> Encoder {
+        let mut enc = Encoder { out: HEADER.to_vec() };
+        enc.field(start.sec.to_string().as_bytes());
+        enc.field(start.nsec.to_string().as_bytes());
+        enc
+    }
+
+    /// One directory: `d`'s fields (not its `entries`), then `entries`.
+    pub fn dir<'a>(&mut self, d: &DirRecord, entries: impl Iterator<Item = (Flag, &'a [u8])>) {
+        self.field(if d.nfs { b"1" } else { b"0" });
+        self.field(d.mtime.sec.to_string().as_bytes());
+        self.field(d.mtime.nsec.to_string().as_bytes());
+        self.field(d.dev.to_string().as_bytes());
+        self.field(d.ino.to_string().as_bytes());
+        self.field(&d.name);
+        for (flag, name) in entries {
+            self.out.push(flag.byte());
+            self.field(name);
+        }
+        self.out.extend_from_slice(b"\0\0");
+    }
+
+    /// The encoded snapshot.
+    pub fn finish(self) -> Vec<u8> {
+        self.out
+    }
+
+    fn field(&mut self, s: &[u8]) {
+        self.out.extend_from_slice(s);
+        self.out.push(0);
     }
 }
 

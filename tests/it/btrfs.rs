@@ -59,13 +59,18 @@ pub(crate) fn json(out: &std::process::Output) -> serde_json::Value {
         .unwrap_or_else(|e| panic!("{e}: {line}"))
 }
 
-/// Writes `f<i>` then sets `last` to `i`, until stopped: any instant has `f0..=f<last>`, and
-/// at most `f<last+1>` besides.
+/// Writes `f<i>` durably (as a database does) then sets `last` to `i`, until stopped: any
+/// instant has `f0..=f<last>`, and at most `f<last+1>` besides. Without the fsync a btrfs
+/// snapshot may hold the rename of `last` but not yet the data of `f<last>` (data still in
+/// the page cache when the snapshot commits is not in it, as after a crash); LVM freezes the
+/// file system, which flushes everything.
 pub(crate) fn writer(dir: PathBuf, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u64> {
     std::thread::spawn(move || {
         let mut i = 0u64;
         while !stop.load(Ordering::Relaxed) {
-            std::fs::write(dir.join(format!("w/f{i}")), i.to_string()).unwrap();
+            let mut f = std::fs::File::create(dir.join(format!("w/f{i}"))).unwrap();
+            std::io::Write::write_all(&mut f, i.to_string().as_bytes()).unwrap();
+            f.sync_data().unwrap();
             std::fs::write(dir.join("w/last.tmp"), i.to_string()).unwrap();
             std::fs::rename(dir.join("w/last.tmp"), dir.join("w/last")).unwrap();
             i += 1;

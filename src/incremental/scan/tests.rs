@@ -45,7 +45,7 @@ fn gnu_dumpdirs(archive: &Path) -> BTreeMap<Vec<u8>, Vec<u8>> {
 fn ours(src: &Path, snap: &[u8]) -> BTreeMap<Vec<u8>, Vec<u8>> {
     let old = Snapshot::parse(snap).unwrap();
     let opts = ScanOptions { one_file_system: true, ..Default::default() };
-    let plan = scan(src, Some(&old), &opts).unwrap();
+    let plan = scan(src, Some(old), &opts).unwrap();
     plan.dirs.iter().map(|d| (d.name.clone(), d.dumpdir.encode())).collect()
 }
 
