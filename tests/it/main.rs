@@ -15,6 +15,7 @@ mod hooks;
 mod hostile;
 mod keys;
 mod messages;
+mod mongo;
 mod mounts;
 mod multi;
 mod mysql;

@@ -1,0 +1,183 @@
+//! `--mode mongo` against SecantusDB, the MongoDB-wire server that runs here (no real `mongod`
+//! is obtainable): Python over the real WiredTiger engine, answering `hello` as the primary of
+//! a one-node replica set, or as a standalone (`--standalone`). `scripts/services` starts the
+//! shared primary (`FREEZER_TEST_MONGO_*`); tests that need a standalone or their data on a
+//! btrfs loop device start one of their own through `scripts/service-secantus`. The secondary
+//! decision is tested in `src/mode/mongo.rs` against `hello` replies (SecantusDB's recorded,
+//! a secondary's from the MongoDB manual).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use mongodb::bson::{Document, doc};
+
+use crate::btrfs::Btrfs;
+use crate::support::*;
+
+fn var(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!(
+            "{name} is not set: start the test MongoDB-wire server with `scripts/service-secantus \
+             start /tmp/secantus-state > /tmp/secantus.env; source /tmp/secantus.env` \
+             (scripts/services does)"
+        )
+    })
+}
+
+/// A SecantusDB of the test's own, stopped on drop.
+struct Server {
+    state: tempfile::TempDir,
+    port: u16,
+}
+
+impl Server {
+    fn start(data: &Path, standalone: bool) -> Server {
+        let state = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let out = Command::new(repo().join("scripts/service-secantus"))
+            .args(["start", state.path().to_str().unwrap()])
+            .env("FREEZER_MONGO_PORT", port.to_string())
+            .env("FREEZER_MONGO_DATA", data)
+            .env("FREEZER_MONGO_STANDALONE", if standalone { "1" } else { "0" })
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "service-secantus start: {}", stderr(&out));
+        let env = String::from_utf8(out.stdout).unwrap();
+        assert!(env.lines().all(|l| l.starts_with("export FREEZER_TEST_MONGO_")), "{env}");
+        Server { state, port }
+    }
+
+    fn collection(&self) -> mongodb::sync::Collection<Document> {
+        collection(&format!("mongodb://127.0.0.1:{}/?directConnection=true", self.port))
+    }
+
+    fn stop(&self) {
+        let out = Command::new(repo().join("scripts/service-secantus"))
+            .args(["stop", self.state.path().to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "service-secantus stop: {}", stderr(&out));
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn collection(uri: &str) -> mongodb::sync::Collection<Document> {
+    mongodb::sync::Client::with_uri_str(uri).unwrap().database("fz").collection("docs")
+}
+
+fn backup(path: &Path, c: &Path, extra: &[&str]) -> (Output, Duration) {
+    let mut args = vec!["backup", path.to_str().unwrap(), "-C", c.to_str().unwrap(), "-N", "m"];
+    args.extend(["--mode", "mongo", "--json", "--compression", "none"]);
+    args.extend_from_slice(extra);
+    let t = Instant::now();
+    let out = freezer(args);
+    (out, t.elapsed())
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(text.lines().last().unwrap_or(""))
+        .unwrap_or_else(|e| panic!("{e}: {text}\n{}", stderr(out)))
+}
+
+#[test]
+fn mongo_primary_is_backed_up_and_its_topology_recorded() {
+    let t = tempfile::tempdir().unwrap();
+    let c = t.path().join("c");
+    let data = PathBuf::from(var("FREEZER_TEST_MONGO_DATA"));
+    let port = var("FREEZER_TEST_MONGO_PORT");
+    let (out, _) = backup(
+        &data,
+        &c,
+        &[
+            "--mongo-host",
+            &var("FREEZER_TEST_MONGO_HOST"),
+            "--mongo-port",
+            &port,
+            "--mongo-fsync-lock",
+        ],
+    );
+    // The server writes its files while they are read (no snapshot): 0, or 3 if one changed.
+    assert!(matches!(out.status.code(), Some(0 | 3)), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("without --snapshot") && err.contains("not consistent"), "{err}");
+    assert!(
+        err.contains("does not take fsyncLock") && err.contains("relying on its journal"),
+        "{err}"
+    );
+    let db = &json(&out)["database"];
+    assert_eq!(db["mode"], "mongo");
+    assert_eq!(db["topology"], "primary", "{db}");
+    assert_eq!(db["replica_set"], "secantus", "{db}");
+    assert_eq!(db["node"], format!("127.0.0.1:{port}"), "{db}");
+    let table = String::from_utf8(freezer_ok(["list", "-C", c.to_str().unwrap()]).stdout).unwrap();
+    assert!(table.contains("primary of secantus"), "{table}");
+}
+
+#[test]
+fn mongo_standalone_on_a_btrfs_snapshot_restores_and_starts() {
+    let fs = Btrfs::new();
+    let t = tempfile::tempdir().unwrap();
+    let data = fs.data().join("mongo");
+    let server = Server::start(&data, true);
+    let docs: Vec<Document> = (0..500).map(|i| doc! {"i": i, "pad": "x".repeat(100)}).collect();
+    // Acknowledged once in the journal (j: true): what a crash-consistent copy must hold.
+    let journaled = mongodb::options::WriteConcern::builder().journal(true).build();
+    server.collection().insert_many(docs).write_concern(journaled).run().unwrap();
+    let c = t.path().join("c");
+    let uri = format!("mongodb://127.0.0.1:{}/", server.port);
+    let (out, _) = backup(&fs.data(), &c, &["--mongo-uri", &uri, "--snapshot-type", "btrfs"]);
+    assert_code(&out, 0);
+    let err = stderr(&out);
+    assert!(!err.contains("without --snapshot"), "{err}");
+    let db = &json(&out)["database"];
+    assert_eq!(db["topology"], "standalone", "{db}");
+    assert!(db.get("replica_set").is_none(), "{db}");
+    assert!(db["consistency"].as_str().unwrap().contains("journal"), "{db}");
+    assert_eq!(fs.others(), Vec::<String>::new(), "no snapshot left");
+    server.collection().insert_one(doc! {"i": "after"}).run().unwrap();
+    server.stop();
+
+    let r = t.path().join("r");
+    freezer_ok(["restore", r.to_str().unwrap(), "-C", c.to_str().unwrap(), "-N", "m"]);
+    let restored = Server::start(&r.join("mongo"), true);
+    // Every journaled write, nothing from after the snapshot.
+    assert_eq!(restored.collection().count_documents(doc! {}).run().unwrap(), 500);
+}
+
+#[test]
+fn mongo_closed_port_or_bad_uri_fails_fast_naming_it_without_the_password() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    write(&src.join("f"), "x");
+    let c = t.path().join("c");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let uri = format!("mongodb://backup:sekrit@127.0.0.1:{port}/admin");
+    let (out, took) = backup(&src, &c, &["--mongo-uri", &uri, "--log-level", "debug"]);
+    assert_code(&out, 1);
+    let err = stderr(&out);
+    assert!(err.contains(&format!("MongoDB 127.0.0.1:{port}: cannot connect")), "{err}");
+    assert!(err.contains("Connection refused"), "{err}");
+    assert!(!err.contains("sekrit"), "{err}");
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    // --mongo-port is honoured (freezer-agent hard-coded 27017).
+    let (out, _) =
+        backup(&src, &c, &["--mongo-host", "127.0.0.1", "--mongo-port", &port.to_string()]);
+    assert!(stderr(&out).contains(&format!("127.0.0.1:{port}")), "{}", stderr(&out));
+    for (bad, says) in [
+        ("mongod://backup:sekrit@h/", "not a MongoDB URI"),
+        ("mongodb://backup:sekrit@a:1,b:2/", "names 2 hosts"),
+    ] {
+        let (out, _) = backup(&src, &c, &["--mongo-uri", bad]);
+        assert_code(&out, 2);
+        let err = stderr(&out);
+        assert!(err.contains(says) && err.contains("backup:***@"), "{err}");
+        assert!(!err.contains("sekrit"), "{err}");
+    }
+}
