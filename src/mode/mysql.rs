@@ -88,8 +88,9 @@ impl Quiesced for Mysql {
             Err(e) => Err(Error::new(
                 ErrorKind::Io,
                 format!(
-                    "MySQL {target}: UNLOCK TABLES failed ({e}); the connection was closed, \
-                     which releases the lock"
+                    "MySQL {target}: UNLOCK TABLES failed ({e}): the connection was lost, and \
+                     with it the lock, perhaps before the snapshot (or, without one, before the \
+                     backup) ended; check the server's log, and back up again if so"
                 ),
             )),
         }
@@ -120,8 +121,12 @@ fn connect_opts(c: &MysqlConf, lock_timeout: Duration) -> Opts {
 fn lock(conn: &mut Conn, opts: &Opts, target: &str, timeout: Duration) -> Result<()> {
     let secs = timeout.as_secs().max(1);
     let failed = |what: String| Error::new(ErrorKind::Io, format!("MySQL {target}: {what}"));
-    conn.query_drop(format!("SET SESSION lock_wait_timeout = {secs}"))
-        .map_err(|e| failed(format!("cannot set lock_wait_timeout: {e}")))?;
+    // wait_timeout: without a snapshot the connection idles for the whole backup, and the
+    // server closing it would drop the lock silently (its default is 8 hours).
+    conn.query_drop(format!(
+        "SET SESSION lock_wait_timeout = {secs}, SESSION wait_timeout = 31536000"
+    ))
+    .map_err(|e| failed(format!("cannot set lock_wait_timeout: {e}")))?;
     let id = conn.connection_id();
     let dog = Watchdog::arm(opts.clone(), id, Duration::from_secs(secs) + Duration::from_secs(2));
     let locked = conn.query_drop("FLUSH TABLES WITH READ LOCK");
