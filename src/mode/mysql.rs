@@ -10,7 +10,7 @@ use std::thread;
 use std::time::Duration;
 
 use mysql::prelude::Queryable;
-use mysql::{Conn, Opts, OptsBuilder, Row};
+use mysql::{ClientIdentity, Conn, Opts, OptsBuilder, Row, SslOpts};
 
 use super::conf::{self, MysqlConf};
 use super::{MysqlOptions, Quiesced};
@@ -35,7 +35,7 @@ impl Mysql {
                 ErrorKind::Io,
                 format!(
                     "MySQL: cannot connect to {target} ({e}); check the server runs and the \
-                     host, port, user, password or socket in --mysql-conf {}",
+                     host, port, user, password, socket or ssl-* keys in --mysql-conf {}",
                     o.conf.display()
                 ),
             )
@@ -107,6 +107,13 @@ fn connect_opts(c: &MysqlConf, lock_timeout: Duration) -> Opts {
         // A server that stops answering must not hang the backup (the lock wait is shorter).
         .read_timeout(Some(lock_timeout + Duration::from_secs(60)))
         .write_timeout(Some(Duration::from_secs(60)));
+    let b = b.ssl_opts(c.tls.as_ref().map(|t| {
+        SslOpts::default()
+            .with_root_cert_path(t.ca.clone())
+            .with_client_identity(t.identity.clone().map(|(c, k)| ClientIdentity::new(c, k)))
+            .with_danger_accept_invalid_certs(!t.verify_ca)
+            .with_danger_skip_domain_validation(!t.verify_identity)
+    }));
     let b = match (&c.host, &c.socket) {
         (None, Some(s)) => b.socket(Some(s.clone())).prefer_socket(true),
         (h, s) => b

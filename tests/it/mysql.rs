@@ -369,3 +369,46 @@ fn mysql_mode_from_an_agent_job_file_records_the_position() {
     assert!(v["database"]["gtid_position"].as_str().is_some(), "{v}");
     assert!(stderr(&out).contains("whole backup"), "{}", stderr(&out));
 }
+
+#[test]
+fn mysql_over_tls_checks_the_servers_certificate() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    write(&src.join("f"), "x");
+    let c = t.path().join("c");
+    let conf = |name: &str, extra: &str| {
+        let p = t.path().join(name);
+        write(
+            &p,
+            format!(
+                "[default]\nhost = 127.0.0.1\nport = {}\nuser = freezertls\npassword = {}\n{extra}",
+                var("FREEZER_TEST_MYSQL_PORT"),
+                var("FREEZER_TEST_MYSQL_PASSWORD")
+            ),
+        );
+        chmod(&p, 0o600);
+        p
+    };
+    // freezertls must use TLS (REQUIRE SSL): without it, refused.
+    let (out, _) = backup(&src, &c, &conf("plain.cnf", ""), &[]);
+    assert_code(&out, 1);
+    assert!(stderr(&out).contains("Access denied"), "{}", stderr(&out));
+    // With the CA that signed the server's certificate (for 127.0.0.1): TLS, checked.
+    let ca = var("FREEZER_TEST_MYSQL_CAFILE");
+    let (out, _) = backup(&src, &c, &conf("tls.cnf", &format!("ssl-ca = {ca}\n")), &[]);
+    assert_code(&out, 0);
+    assert!(json(&out)["database"]["binlog_position"].as_u64().is_some());
+    // Another CA: the certificate is refused, unless only encryption is asked for.
+    let other = t.path().join("other-ca.pem");
+    sh(&format!(
+        "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=other -keyout {0}.key \
+         -out {0} 2>/dev/null",
+        other.display()
+    ));
+    let wrong = conf("wrong.cnf", &format!("ssl-ca = {}\n", other.display()));
+    let (out, _) = backup(&src, &c, &wrong, &[]);
+    assert_code(&out, 1);
+    assert!(stderr(&out).contains("invalid peer certificate: UnknownIssuer"), "{}", stderr(&out));
+    let (out, _) = backup(&src, &c, &conf("req.cnf", "ssl-mode = REQUIRED\n"), &[]);
+    assert_code(&out, 0);
+}
