@@ -25,21 +25,31 @@ fn var(name: &str) -> String {
     })
 }
 
-/// A SecantusDB of the test's own, stopped on drop.
+/// Which server a test starts.
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    /// SecantusDB with --standalone.
+    Standalone,
+    /// NX-27017: accepts fsyncLock (a no-op) and logs every command.
+    Nx,
+}
+
+/// A server of the test's own (`scripts/service-secantus`), stopped on drop.
 struct Server {
     state: tempfile::TempDir,
     port: u16,
 }
 
 impl Server {
-    fn start(data: &Path, standalone: bool) -> Server {
+    fn start(data: &Path, kind: Kind) -> Server {
         let state = tempfile::tempdir().unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let out = Command::new(repo().join("scripts/service-secantus"))
             .args(["start", state.path().to_str().unwrap()])
             .env("FREEZER_MONGO_PORT", port.to_string())
             .env("FREEZER_MONGO_DATA", data)
-            .env("FREEZER_MONGO_STANDALONE", if standalone { "1" } else { "0" })
+            .env("FREEZER_MONGO_STANDALONE", "1")
+            .env("FREEZER_MONGO_SERVER", if kind == Kind::Nx { "nx-27017" } else { "secantus" })
             .output()
             .unwrap();
         assert!(out.status.success(), "service-secantus start: {}", stderr(&out));
@@ -125,7 +135,7 @@ fn mongo_standalone_on_a_btrfs_snapshot_restores_and_starts() {
     let fs = Btrfs::new();
     let t = tempfile::tempdir().unwrap();
     let data = fs.data().join("mongo");
-    let server = Server::start(&data, true);
+    let server = Server::start(&data, Kind::Standalone);
     let docs: Vec<Document> = (0..500).map(|i| doc! {"i": i, "pad": "x".repeat(100)}).collect();
     // Acknowledged once in the journal (j: true): what a crash-consistent copy must hold.
     let journaled = mongodb::options::WriteConcern::builder().journal(true).build();
@@ -146,7 +156,7 @@ fn mongo_standalone_on_a_btrfs_snapshot_restores_and_starts() {
 
     let r = t.path().join("r");
     freezer_ok(["restore", r.to_str().unwrap(), "-C", c.to_str().unwrap(), "-N", "m"]);
-    let restored = Server::start(&r.join("mongo"), true);
+    let restored = Server::start(&r.join("mongo"), Kind::Standalone);
     // Every journaled write, nothing from after the snapshot.
     assert_eq!(restored.collection().count_documents(doc! {}).run().unwrap(), 500);
 }
@@ -159,9 +169,12 @@ fn mongo_closed_port_or_bad_uri_fails_fast_naming_it_without_the_password() {
     let c = t.path().join("c");
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let uri = format!("mongodb://backup:sekrit@127.0.0.1:{port}/admin");
-    let (out, took) = backup(&src, &c, &["--mongo-uri", &uri, "--log-level", "debug"]);
+    let log = t.path().join("freezer.log");
+    let logging = ["--log-level", "trace", "--log-file", log.to_str().unwrap()];
+    let (out, took) = backup(&src, &c, &[&["--mongo-uri", &uri][..], &logging].concat());
     assert_code(&out, 1);
     let err = stderr(&out);
+    assert!(!std::fs::read_to_string(&log).unwrap().contains("sekrit"));
     assert!(err.contains(&format!("MongoDB 127.0.0.1:{port}: cannot connect")), "{err}");
     assert!(err.contains("Connection refused"), "{err}");
     assert!(!err.contains("sekrit"), "{err}");
@@ -180,4 +193,29 @@ fn mongo_closed_port_or_bad_uri_fails_fast_naming_it_without_the_password() {
         assert!(err.contains(says) && err.contains("backup:***@"), "{err}");
         assert!(!err.contains("sekrit"), "{err}");
     }
+}
+
+#[test]
+fn mongo_fsync_lock_is_taken_before_the_snapshot_and_released_after_it() {
+    let fs = Btrfs::new();
+    let t = tempfile::tempdir().unwrap();
+    let server = Server::start(&fs.data().join("nx"), Kind::Nx);
+    server.collection().insert_one(doc! {"i": 1}).run().unwrap();
+    let c = t.path().join("c");
+    let uri = format!("mongodb://127.0.0.1:{}/", server.port);
+    let extra = ["--mongo-uri", &uri, "--snapshot-type", "btrfs", "--mongo-fsync-lock"];
+    let log = t.path().join("freezer.log");
+    let logging = ["--log-level", "info", "--log-file", log.to_str().unwrap()];
+    let (out, _) = backup(&fs.data(), &c, &[&extra[..], &logging].concat());
+    assert_code(&out, 0);
+    let err = std::fs::read_to_string(&log).unwrap();
+    let at = |what: &str| err.find(what).unwrap_or_else(|| panic!("no '{what}' in {err}"));
+    assert!(at("locked (fsyncLock)") < at("btrfs snapshot "), "{err}");
+    assert!(at("btrfs snapshot ") < at("unlocked (fsyncUnlock)"), "{err}");
+    let db = &json(&out)["database"];
+    assert_eq!(db["consistency"], "fsyncLock while the snapshot was created", "{db}");
+    // The server saw both commands, the lock first.
+    let seen = std::fs::read_to_string(server.state.path().join("nx.log")).unwrap();
+    let (lock, unlock) = (seen.find("'fsync': 1, 'lock': True"), seen.find("'fsyncUnlock': 1"));
+    assert!(lock.is_some() && unlock.is_some() && lock < unlock, "{seen}");
 }

@@ -308,7 +308,9 @@ fn mysql_conf_problems_fail_fast_and_never_show_the_password() {
     let port = free_port();
     write(&closed, format!("host=127.0.0.1\nport={port}\nuser=freezer\npassword='sekrit pw'\n"));
     chmod(&closed, 0o600);
-    let (out, took) = backup(&src, &c, &closed, &["--log-level", "debug"]);
+    let log = t.path().join("freezer.log");
+    let logging = ["--log-level", "trace", "--log-file", log.to_str().unwrap()];
+    let (out, took) = backup(&src, &c, &closed, &logging);
     assert_code(&out, 1);
     let err = stderr(&out);
     assert!(err.contains(&format!("cannot connect to freezer@127.0.0.1:{port}")), "{err}");
@@ -326,9 +328,11 @@ fn mysql_conf_problems_fail_fast_and_never_show_the_password() {
         ),
     );
     chmod(&wrong, 0o644);
-    let (out, _) = backup(&src, &c, &wrong, &["--log-level", "debug"]);
+    let (out, _) = backup(&src, &c, &wrong, &logging);
     assert_code(&out, 1);
     let err = stderr(&out);
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(logged.contains("Access denied") && !logged.contains("sekrit"), "{logged}");
     assert!(err.contains("can be read by every user") && err.contains("chmod 600"), "{err}");
     assert!(err.contains("Access denied"), "{err}");
     assert!(!err.contains("sekrit"), "{err}");
