@@ -214,15 +214,22 @@ fn position(conn: &mut Conn, target: &str) -> Result<DatabaseMeta> {
         DatabaseMeta { mode: "mysql".into(), node: Some(target.into()), ..Default::default() };
     meta.server_version = conn.query_first::<String, _>("SELECT @@version").ok().flatten();
     // MySQL 8.4 renamed SHOW MASTER STATUS; MariaDB and older MySQL know only the old name.
-    let status = conn
-        .query_first::<Row, _>("SHOW MASTER STATUS")
-        .or_else(|_| conn.query_first::<Row, _>("SHOW BINARY LOG STATUS"))
-        .map_err(|e| {
-            Error::new(
-                ErrorKind::Io,
-                format!("MySQL {target}: cannot read the binlog position: {e}"),
-            )
-        })?;
+    let status = match conn.query_first::<Row, _>("SHOW MASTER STATUS") {
+        // 1064: a syntax error, the server knows only the new name.
+        Err(mysql::Error::MySqlError(e)) if e.code == 1064 => {
+            conn.query_first::<Row, _>("SHOW BINARY LOG STATUS")
+        }
+        r => r,
+    };
+    let status = status.map_err(|e| {
+        Error::new(
+            ErrorKind::Io,
+            format!(
+                "MySQL {target}: cannot read the binlog position ({e}); the user needs the \
+                     BINLOG MONITOR (MariaDB) or REPLICATION CLIENT (MySQL) privilege"
+            ),
+        )
+    })?;
     match status {
         Some(row) => {
             meta.binlog_file = row.get_opt::<String, _>("File").and_then(|v| v.ok());

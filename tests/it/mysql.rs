@@ -416,3 +416,35 @@ fn mysql_over_tls_checks_the_servers_certificate() {
     let (out, _) = backup(&src, &c, &conf("req.cnf", "ssl-mode = REQUIRED\n"), &[]);
     assert_code(&out, 0);
 }
+
+#[test]
+fn mysql_without_the_binlog_privilege_fails_naming_it_and_unlocks() {
+    let port: u16 = var("FREEZER_TEST_MYSQL_PORT").parse().unwrap();
+    let mut admin = connect("127.0.0.1", port, "freezer", &var("FREEZER_TEST_MYSQL_PASSWORD"));
+    admin
+        .query_drop(
+            "CREATE USER IF NOT EXISTS 'fz_reload'@'127.0.0.1' IDENTIFIED BY 'reload-only'; \
+             GRANT RELOAD ON *.* TO 'fz_reload'@'127.0.0.1'; \
+             CREATE DATABASE IF NOT EXISTS fz_priv; \
+             CREATE TABLE IF NOT EXISTS fz_priv.t (i INT) ENGINE=InnoDB",
+        )
+        .unwrap();
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    write(&src.join("f"), "x");
+    let conf = t.path().join("reload.cnf");
+    write(&conf, format!("user=fz_reload\nhost=127.0.0.1\nport={port}\npassword=reload-only\n"));
+    chmod(&conf, 0o600);
+    let c = t.path().join("c");
+    let (out, _) = backup(&src, &c, &conf, &[]);
+    assert_code(&out, 1);
+    let err = stderr(&out);
+    assert!(
+        err.contains("cannot read the binlog position") && err.contains("BINLOG MONITOR"),
+        "{err}"
+    );
+    assert_eq!(stored(&c), 0);
+    let t0 = Instant::now();
+    admin.query_drop("INSERT INTO fz_priv.t VALUES (1)").unwrap();
+    assert!(t0.elapsed() < Duration::from_secs(2), "not left locked");
+}
