@@ -32,6 +32,8 @@ enum Kind {
     Standalone,
     /// NX-27017: accepts fsyncLock (a no-op) and logs every command.
     Nx,
+    /// SecantusDB with --standalone, TLS only (`ca.pem` in its state dir).
+    Tls,
 }
 
 /// A server of the test's own (`scripts/service-secantus`), stopped on drop.
@@ -50,6 +52,7 @@ impl Server {
             .env("FREEZER_MONGO_DATA", data)
             .env("FREEZER_MONGO_STANDALONE", "1")
             .env("FREEZER_MONGO_SERVER", if kind == Kind::Nx { "nx-27017" } else { "secantus" })
+            .env("FREEZER_MONGO_TLS", if kind == Kind::Tls { "1" } else { "0" })
             .output()
             .unwrap();
         assert!(out.status.success(), "service-secantus start: {}", stderr(&out));
@@ -218,4 +221,31 @@ fn mongo_fsync_lock_is_taken_before_the_snapshot_and_released_after_it() {
     let seen = std::fs::read_to_string(server.state.path().join("nx.log")).unwrap();
     let (lock, unlock) = (seen.find("'fsync': 1, 'lock': True"), seen.find("'fsyncUnlock': 1"));
     assert!(lock.is_some() && unlock.is_some() && lock < unlock, "{seen}");
+}
+
+#[test]
+fn mongo_over_tls_checks_the_servers_certificate() {
+    let t = tempfile::tempdir().unwrap();
+    let server = Server::start(&t.path().join("data"), Kind::Tls);
+    let ca = server.state.path().join("ca.pem");
+    let src = t.path().join("src");
+    write(&src.join("f"), "x");
+    let c = t.path().join("c");
+    let at = format!("mongodb://127.0.0.1:{}/", server.port);
+    let (out, _) =
+        backup(&src, &c, &["--mongo-uri", &format!("{at}?tls=true&tlsCAFile={}", ca.display())]);
+    assert_code(&out, 0);
+    assert_eq!(json(&out)["database"]["topology"], "standalone");
+    // Another CA: refused, naming why.
+    let other = t.path().join("other.pem");
+    sh(&format!(
+        "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=other -keyout {0}.key \
+         -out {0} 2>/dev/null",
+        other.display()
+    ));
+    let (out, took) =
+        backup(&src, &c, &["--mongo-uri", &format!("{at}?tls=true&tlsCAFile={}", other.display())]);
+    assert_code(&out, 1);
+    assert!(stderr(&out).contains("invalid peer certificate: UnknownIssuer"), "{}", stderr(&out));
+    assert!(took < Duration::from_secs(10), "{took:?}");
 }
