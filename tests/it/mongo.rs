@@ -34,6 +34,8 @@ enum Kind {
     Nx,
     /// SecantusDB with --standalone, TLS only (`ca.pem` in its state dir).
     Tls,
+    /// SecantusDB with --standalone and --auth (user freezer, password mongopass-test).
+    Auth,
 }
 
 /// A server of the test's own (`scripts/service-secantus`), stopped on drop.
@@ -53,6 +55,7 @@ impl Server {
             .env("FREEZER_MONGO_STANDALONE", "1")
             .env("FREEZER_MONGO_SERVER", if kind == Kind::Nx { "nx-27017" } else { "secantus" })
             .env("FREEZER_MONGO_TLS", if kind == Kind::Tls { "1" } else { "0" })
+            .env("FREEZER_MONGO_AUTH", if kind == Kind::Auth { "1" } else { "0" })
             .output()
             .unwrap();
         assert!(out.status.success(), "service-secantus start: {}", stderr(&out));
@@ -248,4 +251,27 @@ fn mongo_over_tls_checks_the_servers_certificate() {
     assert_code(&out, 1);
     assert!(stderr(&out).contains("invalid peer certificate: UnknownIssuer"), "{}", stderr(&out));
     assert!(took < Duration::from_secs(10), "{took:?}");
+}
+
+#[test]
+fn mongo_credentials_from_the_uri_log_in_and_a_wrong_password_is_never_shown() {
+    let t = tempfile::tempdir().unwrap();
+    let server = Server::start(&t.path().join("data"), Kind::Auth);
+    let src = t.path().join("src");
+    write(&src.join("f"), "x");
+    let c = t.path().join("c");
+    let uri =
+        |pw: &str| format!("mongodb://freezer:{pw}@127.0.0.1:{}/?authSource=admin", server.port);
+    let (out, _) = backup(&src, &c, &["--mongo-uri", &uri("mongopass-test"), "--mongo-fsync-lock"]);
+    assert_code(&out, 0);
+    assert!(!stderr(&out).contains("mongopass-test"), "{}", stderr(&out));
+    let log = t.path().join("freezer.log");
+    let logging = ["--log-level", "trace", "--log-file", log.to_str().unwrap()];
+    let (out, _) =
+        backup(&src, &c, &[&["--mongo-uri", &uri("sekrit-wrong")][..], &logging].concat());
+    assert_code(&out, 1);
+    let err = stderr(&out);
+    assert!(err.contains("authentication failed"), "{err}");
+    assert!(!err.contains("sekrit"), "{err}");
+    assert!(!std::fs::read_to_string(&log).unwrap().contains("sekrit"));
 }
