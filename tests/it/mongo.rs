@@ -8,6 +8,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use mongodb::bson::{Document, doc};
@@ -137,18 +139,43 @@ fn mongo_primary_is_backed_up_and_its_topology_recorded() {
 }
 
 #[test]
-fn mongo_standalone_on_a_btrfs_snapshot_restores_and_starts() {
+fn mongo_standalone_on_a_btrfs_snapshot_restores_every_journaled_write_before_it() {
     let fs = Btrfs::new();
     let t = tempfile::tempdir().unwrap();
     let data = fs.data().join("mongo");
     let server = Server::start(&data, Kind::Standalone);
-    let docs: Vec<Document> = (0..500).map(|i| doc! {"i": i, "pad": "x".repeat(100)}).collect();
     // Acknowledged once in the journal (j: true): what a crash-consistent copy must hold.
     let journaled = mongodb::options::WriteConcern::builder().journal(true).build();
-    server.collection().insert_many(docs).write_concern(journaled).run().unwrap();
+    let docs: Vec<Document> = (0..500i64).map(|i| doc! {"i": i, "pad": "x".repeat(100)}).collect();
+    server.collection().insert_many(docs).write_concern(journaled.clone()).run().unwrap();
+    // A writer goes on during the backup; `acked` holds how many inserts were acknowledged.
+    let acked = t.path().join("acked");
+    write(&acked, "500");
+    let stop = Arc::new(AtomicBool::new(false));
+    let w = {
+        let (coll, stop, acked) = (server.collection(), Arc::clone(&stop), acked.clone());
+        std::thread::spawn(move || {
+            let mut n: i64 = 500;
+            while !stop.load(Ordering::Relaxed) {
+                let one = doc! {"i": n, "pad": "y".repeat(100)};
+                coll.insert_one(one).write_concern(journaled.clone()).run().unwrap();
+                n += 1;
+                std::fs::write(acked.with_extension("tmp"), n.to_string()).unwrap();
+                std::fs::rename(acked.with_extension("tmp"), &acked).unwrap();
+            }
+            n
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let (hooks, a) = (t.path().join("hooks.log"), acked.display());
+    let pre = format!("echo $(cat {a}) >> {}", hooks.display());
     let c = t.path().join("c");
     let uri = format!("mongodb://127.0.0.1:{}/", server.port);
-    let (out, _) = backup(&fs.data(), &c, &["--mongo-uri", &uri, "--snapshot-type", "btrfs"]);
+    let extra = ["--mongo-uri", &uri, "--snapshot-type", "btrfs", "--pre-exec", &pre];
+    let (out, _) = backup(&fs.data(), &c, &[&extra[..], &["--post-exec", &pre]].concat());
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    let written = w.join().unwrap();
     assert_code(&out, 0);
     let err = stderr(&out);
     assert!(!err.contains("without --snapshot"), "{err}");
@@ -157,14 +184,25 @@ fn mongo_standalone_on_a_btrfs_snapshot_restores_and_starts() {
     assert!(db.get("replica_set").is_none(), "{db}");
     assert!(db["consistency"].as_str().unwrap().contains("journal"), "{db}");
     assert_eq!(fs.others(), Vec::<String>::new(), "no snapshot left");
-    server.collection().insert_one(doc! {"i": "after"}).run().unwrap();
     server.stop();
+    let seen: Vec<u64> = std::fs::read_to_string(&hooks)
+        .unwrap()
+        .lines()
+        .map(|l| l.trim().parse().unwrap())
+        .collect();
+    let (before, after) = (seen[0], seen[1]);
 
     let r = t.path().join("r");
     freezer_ok(["restore", r.to_str().unwrap(), "-C", c.to_str().unwrap(), "-N", "m"]);
     let restored = Server::start(&r.join("mongo"), Kind::Standalone);
-    // Every journaled write, nothing from after the snapshot.
-    assert_eq!(restored.collection().count_documents(doc! {}).run().unwrap(), 500);
+    let n = restored.collection().count_documents(doc! {}).run().unwrap();
+    eprintln!("restored {n}; acked {before} before the lock, {after} after; {written} in all");
+    // Every write acknowledged before the snapshot; none from after it (one in flight at most).
+    assert!((before..=after + 1).contains(&n), "restored {n}, acked {before}..{after}");
+    assert!(written as u64 > after + 10, "the writer went on: {written} vs {after}");
+    // And they are 0..n: the largest `i` is n - 1.
+    let top = restored.collection().find_one(doc! {}).sort(doc! {"i": -1}).run().unwrap();
+    assert_eq!(top.unwrap().get_i64("i").unwrap() + 1, n as i64);
 }
 
 #[test]
