@@ -302,7 +302,19 @@ fn mongo_credentials_from_the_uri_log_in_and_a_wrong_password_is_never_shown() {
         |pw: &str| format!("mongodb://freezer:{pw}@127.0.0.1:{}/?authSource=admin", server.port);
     let (out, _) = backup(&src, &c, &["--mongo-uri", &uri("mongopass-test"), "--mongo-fsync-lock"]);
     assert_code(&out, 0);
-    assert!(!stderr(&out).contains("mongopass-test"), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(!err.contains("mongopass-test"), "{err}");
+    assert!(err.contains("--mongo-uri with a password on the command line is visible"), "{err}");
+    // From the environment instead: no warning.
+    let out = Command::new(bin())
+        .args(["backup", src.to_str().unwrap(), "-C", c.to_str().unwrap(), "-N", "m"])
+        .args(["--mode", "mongo", "--json"])
+        .env("FREEZER_MONGO_URI", uri("mongopass-test"))
+        .output()
+        .unwrap();
+    assert_code(&out, 0);
+    assert!(!stderr(&out).contains("visible"), "{}", stderr(&out));
+    assert_eq!(json(&out)["database"]["node"], format!("127.0.0.1:{}", server.port));
     let log = t.path().join("freezer.log");
     let logging = ["--log-level", "trace", "--log-file", log.to_str().unwrap()];
     let (out, _) =

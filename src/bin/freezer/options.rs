@@ -140,7 +140,8 @@ fn mode_options(flags: &BackupFlags) -> Result<ModeOptions> {
             })
         }
         Mode::Mongo => {
-            let uri = match &m.mongo_uri {
+            let from_env = std::env::var("FREEZER_MONGO_URI").ok().filter(|u| !u.is_empty());
+            let uri = match m.mongo_uri.as_ref().or(from_env.as_ref()) {
                 Some(uri) => {
                     if m.mongo_host != "localhost" || m.mongo_port != 27017 {
                         log::warn!("--mongo-host and --mongo-port change nothing with --mongo-uri");

@@ -42,7 +42,7 @@ pub struct ModeFlags {
 
     /// --mode mongo: mongodb://[USER:PASSWORD@]HOST[:PORT]/[?OPTIONS] of the node whose data
     /// directory is backed up (TLS and auth options as the driver takes them; no
-    /// mongodb+srv). Default: mongodb://--mongo-host:--mongo-port/.
+    /// mongodb+srv). Also from FREEZER_MONGO_URI. Default: mongodb://--mongo-host:--mongo-port/.
     #[arg(long, value_name = "URI")]
     pub mongo_uri: Option<String>,
 
