@@ -448,3 +448,29 @@ fn mysql_without_the_binlog_privilege_fails_naming_it_and_unlocks() {
     admin.query_drop("INSERT INTO fz_priv.t VALUES (1)").unwrap();
     assert!(t0.elapsed() < Duration::from_secs(2), "not left locked");
 }
+
+#[test]
+fn mysql_through_the_socket_a_freezerc_form_conf() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    write(&src.join("f"), "x");
+    // freezerc 1.0's form: no section; a socket and no host.
+    let conf = t.path().join("sock.cnf");
+    let sock = var("FREEZER_TEST_MYSQL_SOCKET");
+    let pass = var("FREEZER_TEST_MYSQL_PASSWORD");
+    write(
+        &conf,
+        format!(
+            "user = {}\npassword = '{pass}'\nsocket = {sock}\n",
+            var("FREEZER_TEST_MYSQL_USER")
+        ),
+    );
+    chmod(&conf, 0o600);
+    let (out, _) = backup(&src, &t.path().join("c"), &conf, &[]);
+    assert_code(&out, 0);
+    let err = stderr(&out);
+    assert!(!err.contains("can be read by every user"), "{err}");
+    let db = &json(&out)["database"];
+    assert_eq!(db["node"], format!("freezer@{sock}"), "{db}");
+    assert!(db["server_version"].as_str().unwrap().contains("MariaDB"), "{db}");
+}
