@@ -47,12 +47,17 @@ struct Server {
 impl Server {
     /// A server whose data directory is `datadir` (made by mariadb-install-db if empty).
     fn start(datadir: &Path) -> Server {
+        Server::start_with(datadir, true)
+    }
+
+    fn start_with(datadir: &Path, binlog: bool) -> Server {
         let state = tempfile::tempdir().unwrap();
         let port = free_port();
         let out = Command::new(repo().join("scripts/service-mariadb"))
             .args(["start", state.path().to_str().unwrap()])
             .env("FREEZER_MYSQL_PORT", port.to_string())
             .env("FREEZER_MYSQL_DATADIR", datadir)
+            .env("FREEZER_MYSQL_BINLOG", if binlog { "1" } else { "0" })
             .output()
             .unwrap();
         assert!(out.status.success(), "service-mariadb start: {}", stderr(&out));
@@ -473,4 +478,18 @@ fn mysql_through_the_socket_a_freezerc_form_conf() {
     let db = &json(&out)["database"];
     assert_eq!(db["node"], format!("freezer@{sock}"), "{db}");
     assert!(db["server_version"].as_str().unwrap().contains("MariaDB"), "{db}");
+}
+
+#[test]
+fn mysql_without_a_binary_log_is_backed_up_with_a_warning() {
+    let t = tempfile::tempdir().unwrap();
+    let server = Server::start_with(&t.path().join("data"), false);
+    let src = t.path().join("src");
+    write(&src.join("f"), "x");
+    let (out, _) = backup(&src, &t.path().join("c"), &server.conf(), &[]);
+    assert_code(&out, 0);
+    let err = stderr(&out);
+    assert!(err.contains("writes no binary log (log_bin is OFF)"), "{err}");
+    let db = &json(&out)["database"];
+    assert!(db.get("binlog_file").is_none() && db.get("binlog_position").is_none(), "{db}");
 }
