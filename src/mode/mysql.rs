@@ -248,3 +248,39 @@ fn position(conn: &mut Conn, target: &str) -> Result<DatabaseMeta> {
         .filter(|g| !g.is_empty());
     Ok(meta)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+
+    /// The shared test server of `scripts/services` (`scripts/service-mariadb`).
+    fn opts() -> Opts {
+        let var = |name: &str| {
+            std::env::var(name).unwrap_or_else(|_| {
+                panic!("{name} is not set: start scripts/service-mariadb (scripts/services does)")
+            })
+        };
+        let conf =
+            conf::parse(&std::fs::read_to_string(var("FREEZER_TEST_MYSQL_CONF")).unwrap(), "t")
+                .unwrap();
+        connect_opts(&conf, Duration::from_secs(5))
+    }
+
+    #[test]
+    fn the_watchdog_ends_a_statement_that_outlives_it_and_only_that() {
+        let opts = opts();
+        let mut conn = Conn::new(opts.clone()).unwrap();
+        let dog = Watchdog::arm(opts.clone(), conn.connection_id(), Duration::from_millis(300));
+        let t = Instant::now();
+        // Killed, SLEEP returns 1 (or the statement fails as interrupted).
+        let _ = conn.query_drop("SELECT SLEEP(20)");
+        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+        assert!(dog.disarm(), "it fired");
+        let dog = Watchdog::arm(opts, conn.connection_id(), Duration::from_secs(5));
+        conn.query_drop("SELECT 1").unwrap();
+        assert!(!dog.disarm(), "disarmed in time, it does not fire");
+        conn.query_drop("SELECT 1").unwrap();
+    }
+}
