@@ -9,13 +9,6 @@
 //! passes CHECK TABLE and holds exactly the rows logged before the recorded binlog position;
 //! replaying the binlog from that position (the README's point-in-time recipe) brings back
 //! every row the writer committed.
-//!
-//! Not here: LVM. An LVM test needs the qemu guest (`scripts/lvm-vm`): MariaDB installed in
-//! the guest image (or its .debs copied in), its datadir on a logical volume, the freezer
-//! binary and this writer run inside the guest (a small script with `mariadb` in a loop that
-//! timestamps each insert would do), and the same three checks: the writer's longest pause
-//! around `lvcreate`, not the backup; the restored datadir started by a fresh `mariadbd` that
-//! passes CHECK TABLE; its rows against `mysqlbinlog --stop-position` of the recorded position.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
