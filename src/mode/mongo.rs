@@ -46,26 +46,7 @@ impl Mongo {
     pub fn prepare(o: &MongoOptions, snapshot: bool) -> Result<Mongo> {
         let (client, node) = connect(&o.uri)?;
         let admin = client.database("admin");
-        let reply = match admin.run_command(doc! {"hello": 1}).run() {
-            // Servers before 4.4.2 know only isMaster.
-            Err(e) if matches!(*e.kind, mongodb::error::ErrorKind::Command(_)) => {
-                admin.run_command(doc! {"isMaster": 1}).run()
-            }
-            r => r,
-        };
-        let reply = reply.map_err(|e| {
-            Error::new(
-                ErrorKind::Io,
-                format!(
-                    "MongoDB {node}: cannot connect ({}); check the server runs there, and \
-                     --mongo-uri (or --mongo-host, --mongo-port)",
-                    brief(&e)
-                ),
-            )
-        })?;
-        let hello: Hello = mongodb::bson::from_document(reply).map_err(|e| {
-            Error::new(ErrorKind::Io, format!("MongoDB {node}: unexpected hello reply: {e}"))
-        })?;
+        let hello = hello(&admin, &node)?;
         let topology = decide(&hello, &node, o.allow_secondary)?;
         let mut recorded = DatabaseMeta {
             mode: "mongo".into(),
@@ -128,6 +109,29 @@ impl Drop for Mongo {
             log::error!("{e}");
         }
     }
+}
+
+/// The node's `hello` reply (`isMaster` on servers before 4.4.2).
+fn hello(admin: &mongodb::sync::Database, node: &str) -> Result<Hello> {
+    let reply = match admin.run_command(doc! {"hello": 1}).run() {
+        Err(e) if matches!(*e.kind, mongodb::error::ErrorKind::Command(_)) => {
+            admin.run_command(doc! {"isMaster": 1}).run()
+        }
+        r => r,
+    };
+    let reply = reply.map_err(|e| {
+        Error::new(
+            ErrorKind::Io,
+            format!(
+                "MongoDB {node}: cannot connect ({}); check the server runs there, and \
+                 --mongo-uri (or --mongo-host, --mongo-port)",
+                brief(&e)
+            ),
+        )
+    })?;
+    mongodb::bson::from_document(reply).map_err(|e| {
+        Error::new(ErrorKind::Io, format!("MongoDB {node}: unexpected hello reply: {e}"))
+    })
 }
 
 /// A client for the one node of `uri`, and that node (`host:port`) for messages.
