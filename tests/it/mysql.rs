@@ -486,3 +486,38 @@ fn mysql_without_a_binary_log_is_backed_up_with_a_warning() {
     let db = &json(&out)["database"];
     assert!(db.get("binlog_file").is_none() && db.get("binlog_position").is_none(), "{db}");
 }
+
+#[test]
+fn mysql_sigterm_during_a_locked_backup_unlocks_and_stores_nothing() {
+    let t = tempfile::tempdir().unwrap();
+    let server = Server::start(&t.path().join("data"));
+    setup_table(&mut server.conn());
+    let stop = Arc::new(AtomicBool::new(false));
+    let w = writer(server.conn(), Arc::clone(&stop));
+    let (c, log) = (t.path().join("c"), t.path().join("freezer.log"));
+    let data = t.path().join("data");
+    let mut child = Command::new(bin())
+        .args(["backup", data.to_str().unwrap(), "-C", c.to_str().unwrap(), "-N", "db"])
+        .args(["--mode", "mysql", "--mysql-conf", server.conf().to_str().unwrap()])
+        .args(["--compression", "none", "--upload-limit", "1M"])
+        .args(["--log-level", "info", "--log-file", log.to_str().unwrap()])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::SIGTERM).unwrap();
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "{status:?}");
+    // The writer, blocked by the lock, goes on at once.
+    let mut probe = server.conn();
+    let t0 = Instant::now();
+    probe.query_drop("INSERT INTO fz.r (v) VALUES (0)").unwrap();
+    assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+    stop.store(true, Ordering::Relaxed);
+    let written = w.join().unwrap();
+    assert!(written.longest > Duration::from_millis(1000), "it was locked: {:?}", written.longest);
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(logged.contains("unlocked (UNLOCK TABLES)"), "released by freezer itself: {logged}");
+    assert_eq!(stored(&c), 0, "nothing stored");
+}
