@@ -1,5 +1,6 @@
 //! Database modes (`--mode mysql`, `--mode mongo`): guards around the snapshot that make the
-//! database's files a consistent copy, and record where the copy stands.
+//! database's files a consistent copy, and record where the copy stands (MySQL: the binlog
+//! position; MongoDB: the node's role and replica set).
 //!
 //! The order (see [`crate::freeze`]): pre-exec → sync → mode prepared (MySQL: `FLUSH TABLES
 //! WITH READ LOCK`, the binlog position recorded) → snapshot created → mode released →
@@ -15,6 +16,7 @@ use crate::catalog::DatabaseMeta;
 use crate::error::Result;
 
 mod conf;
+mod mongo;
 mod mysql;
 
 /// Which database, if any, to hold still around the snapshot.
@@ -25,6 +27,8 @@ pub enum ModeOptions {
     Fs,
     /// MySQL or MariaDB: a global read lock while the snapshot is created.
     Mysql(MysqlOptions),
+    /// MongoDB: only a primary or standalone (a secondary if allowed); `fsyncLock` optional.
+    Mongo(MongoOptions),
 }
 
 impl ModeOptions {
@@ -33,6 +37,7 @@ impl ModeOptions {
         match self {
             ModeOptions::Fs => "fs",
             ModeOptions::Mysql(_) => "mysql",
+            ModeOptions::Mongo(_) => "mongo",
         }
     }
 }
@@ -45,6 +50,29 @@ pub struct MysqlOptions {
     /// `--mysql-lock-timeout`: how long `FLUSH TABLES WITH READ LOCK` may wait for queries
     /// that hold tables open before the backup gives up.
     pub lock_timeout: Duration,
+}
+
+/// `--mode mongo`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct MongoOptions {
+    /// A `mongodb://` URI naming the one node whose data directory is backed up (credentials
+    /// and TLS options as the driver takes them).
+    pub uri: String,
+    /// Back up a secondary too (otherwise refused, naming the primary).
+    pub allow_secondary: bool,
+    /// `fsyncLock` while the snapshot is created, where the server supports it.
+    pub fsync_lock: bool,
+}
+
+/// Never shows the URI's password.
+impl std::fmt::Debug for MongoOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MongoOptions")
+            .field("uri", &mongo::redact(&self.uri))
+            .field("allow_secondary", &self.allow_secondary)
+            .field("fsync_lock", &self.fsync_lock)
+            .finish()
+    }
 }
 
 /// A database held in a consistent state until released.
@@ -61,5 +89,6 @@ pub(crate) fn prepare(opts: &ModeOptions, snapshot: bool) -> Result<Option<Box<d
     match opts {
         ModeOptions::Fs => Ok(None),
         ModeOptions::Mysql(o) => Ok(Some(Box::new(mysql::Mysql::prepare(o, snapshot)?))),
+        ModeOptions::Mongo(o) => Ok(Some(Box::new(mongo::Mongo::prepare(o, snapshot)?))),
     }
 }

@@ -5,10 +5,15 @@
 //! without a section. A `[client]` section (a my.cnf's) is read too; other sections (such as
 //! `[mysqld]`, whose `port` is the server's) are ignored. Values may be quoted (`'…'` or
 //! `"…"`), as passwords with spaces or `#` must be.
+//!
+//! TLS as MySQL's and MariaDB's clients spell it: `ssl-ca` (the CA that signed the server's
+//! certificate), `ssl-cert` + `ssl-key` (a client certificate), `ssl = 1` (TLS with the public
+//! roots), and `ssl-mode` (`DISABLED`, `REQUIRED`: encrypted, certificate not checked,
+//! `VERIFY_CA`: signed by the CA, any name, `VERIFY_IDENTITY`: the default once TLS is on).
 
 use std::fmt;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 
@@ -20,6 +25,31 @@ pub(crate) struct MysqlConf {
     pub user: Option<String>,
     pub password: Option<String>,
     pub socket: Option<String>,
+    /// TLS, when asked for.
+    pub tls: Option<Tls>,
+}
+
+/// How to check the server's certificate, and with what.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Tls {
+    /// The CA that signed the server's certificate (else the public roots).
+    pub ca: Option<PathBuf>,
+    /// A client certificate and its key.
+    pub identity: Option<(PathBuf, PathBuf)>,
+    /// The certificate is checked against the CA (`VERIFY_CA` and `VERIFY_IDENTITY`).
+    pub verify_ca: bool,
+    /// Its name is checked against the host (`VERIFY_IDENTITY`).
+    pub verify_identity: bool,
+}
+
+/// The TLS settings as read, before they are combined.
+#[derive(Default)]
+struct TlsKeys {
+    on: Option<bool>,
+    mode: Option<String>,
+    ca: Option<PathBuf>,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
 }
 
 /// Never shows the password.
@@ -31,6 +61,7 @@ impl fmt::Debug for MysqlConf {
             .field("user", &self.user)
             .field("password", &self.password.as_ref().map(|_| "<hidden>"))
             .field("socket", &self.socket)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -70,6 +101,7 @@ pub(crate) fn read(path: &Path) -> Result<MysqlConf> {
 /// Parse the text of a conf file named `shown` in errors.
 pub(crate) fn parse(text: &str, shown: &str) -> Result<MysqlConf> {
     let mut conf = MysqlConf::default();
+    let mut tls = TlsKeys::default();
     let mut section: Option<String> = None;
     for (n, raw) in text.lines().enumerate() {
         let line = raw.trim();
@@ -101,9 +133,18 @@ pub(crate) fn parse(text: &str, shown: &str) -> Result<MysqlConf> {
                     ))
                 })?)
             }
+            "ssl" => {
+                tls.on =
+                    Some(matches!(value.to_ascii_lowercase().as_str(), "1" | "true" | "on" | "yes"))
+            }
+            "ssl-mode" => tls.mode = Some(value.to_ascii_uppercase()),
+            "ssl-ca" => tls.ca = Some(PathBuf::from(value)),
+            "ssl-cert" => tls.cert = Some(PathBuf::from(value)),
+            "ssl-key" => tls.key = Some(PathBuf::from(value)),
             _ => log::debug!("--mysql-conf {shown}: '{key}' is not used"),
         }
     }
+    conf.tls = tls_of(tls, shown)?;
     if conf.user.is_none() {
         return Err(Error::usage(format!(
             "--mysql-conf {shown} names no user: write `user = NAME` (and host, port, \
@@ -111,6 +152,37 @@ pub(crate) fn parse(text: &str, shown: &str) -> Result<MysqlConf> {
         )));
     }
     Ok(conf)
+}
+
+/// TLS from its keys: on with any of them, off with `ssl = 0` or `ssl-mode = DISABLED`.
+fn tls_of(k: TlsKeys, shown: &str) -> Result<Option<Tls>> {
+    let (verify_ca, verify_identity) = match k.mode.as_deref() {
+        None | Some("VERIFY_IDENTITY") => (true, true),
+        Some("VERIFY_CA") => (true, false),
+        Some("REQUIRED" | "PREFERRED") => (false, false),
+        Some("DISABLED") => return Ok(None),
+        Some(other) => {
+            return Err(Error::usage(format!(
+                "--mysql-conf {shown}: ssl-mode '{other}' is not one of DISABLED, REQUIRED, \
+                 VERIFY_CA, VERIFY_IDENTITY"
+            )));
+        }
+    };
+    let asked = k.mode.is_some() || k.ca.is_some() || k.cert.is_some() || k.on == Some(true);
+    if k.on == Some(false) || !asked {
+        return Ok(None);
+    }
+    let identity = match (k.cert, k.key) {
+        (Some(c), Some(k)) => Some((c, k)),
+        (None, None) => None,
+        _ => {
+            return Err(Error::usage(format!(
+                "--mysql-conf {shown}: ssl-cert and ssl-key go together (a client certificate \
+                 and its key)"
+            )));
+        }
+    };
+    Ok(Some(Tls { ca: k.ca, identity, verify_ca, verify_identity }))
 }
 
 /// `'x'` or `"x"` → `x`; anything else unchanged.
@@ -161,6 +233,35 @@ mod tests {
         assert_eq!(c.port, None);
         assert_eq!(c.socket.as_deref(), Some("/run/m.sock"));
         assert_eq!(c.describe(), "root@/run/m.sock");
+    }
+
+    #[test]
+    fn tls_keys() {
+        let c = parse("user=a\nssl-ca=/etc/ca.pem\n", "f").unwrap();
+        let want = Tls {
+            ca: Some("/etc/ca.pem".into()),
+            verify_ca: true,
+            verify_identity: true,
+            ..Default::default()
+        };
+        assert_eq!(c.tls, Some(want));
+        let c = parse("user=a\nssl_mode=required\n", "f").unwrap();
+        assert_eq!(c.tls.map(|t| (t.verify_ca, t.verify_identity)), Some((false, false)));
+        let c = parse("user=a\nssl-mode=VERIFY_CA\nssl-cert=c\nssl-key=k\n", "f").unwrap();
+        let t = c.tls.unwrap();
+        assert_eq!((t.verify_ca, t.verify_identity), (true, false));
+        assert_eq!(t.identity, Some(("c".into(), "k".into())));
+        assert_eq!(
+            parse("user=a\nssl=1\n", "f").unwrap().tls.map(|t| t.verify_identity),
+            Some(true)
+        );
+        assert_eq!(parse("user=a\nssl=0\nssl-ca=x\n", "f").unwrap().tls, None);
+        assert_eq!(parse("user=a\nssl-mode=DISABLED\nssl-ca=x\n", "f").unwrap().tls, None);
+        assert_eq!(parse("user=a\n", "f").unwrap().tls, None);
+        assert!(
+            parse("user=a\nssl-cert=c\n", "f").unwrap_err().to_string().contains("go together")
+        );
+        assert!(parse("user=a\nssl-mode=maybe\n", "f").unwrap_err().to_string().contains("MAYBE"));
     }
 
     #[test]

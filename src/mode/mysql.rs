@@ -10,7 +10,7 @@ use std::thread;
 use std::time::Duration;
 
 use mysql::prelude::Queryable;
-use mysql::{Conn, Opts, OptsBuilder, Row};
+use mysql::{ClientIdentity, Conn, Opts, OptsBuilder, Row, SslOpts};
 
 use super::conf::{self, MysqlConf};
 use super::{MysqlOptions, Quiesced};
@@ -35,7 +35,7 @@ impl Mysql {
                 ErrorKind::Io,
                 format!(
                     "MySQL: cannot connect to {target} ({e}); check the server runs and the \
-                     host, port, user, password or socket in --mysql-conf {}",
+                     host, port, user, password, socket or ssl-* keys in --mysql-conf {}",
                     o.conf.display()
                 ),
             )
@@ -88,8 +88,9 @@ impl Quiesced for Mysql {
             Err(e) => Err(Error::new(
                 ErrorKind::Io,
                 format!(
-                    "MySQL {target}: UNLOCK TABLES failed ({e}); the connection was closed, \
-                     which releases the lock"
+                    "MySQL {target}: UNLOCK TABLES failed ({e}): the connection was lost, and \
+                     with it the lock, perhaps before the snapshot (or, without one, before the \
+                     backup) ended; check the server's log, and back up again if so"
                 ),
             )),
         }
@@ -106,6 +107,13 @@ fn connect_opts(c: &MysqlConf, lock_timeout: Duration) -> Opts {
         // A server that stops answering must not hang the backup (the lock wait is shorter).
         .read_timeout(Some(lock_timeout + Duration::from_secs(60)))
         .write_timeout(Some(Duration::from_secs(60)));
+    let b = b.ssl_opts(c.tls.as_ref().map(|t| {
+        SslOpts::default()
+            .with_root_cert_path(t.ca.clone())
+            .with_client_identity(t.identity.clone().map(|(c, k)| ClientIdentity::new(c, k)))
+            .with_danger_accept_invalid_certs(!t.verify_ca)
+            .with_danger_skip_domain_validation(!t.verify_identity)
+    }));
     let b = match (&c.host, &c.socket) {
         (None, Some(s)) => b.socket(Some(s.clone())).prefer_socket(true),
         (h, s) => b
@@ -120,8 +128,12 @@ fn connect_opts(c: &MysqlConf, lock_timeout: Duration) -> Opts {
 fn lock(conn: &mut Conn, opts: &Opts, target: &str, timeout: Duration) -> Result<()> {
     let secs = timeout.as_secs().max(1);
     let failed = |what: String| Error::new(ErrorKind::Io, format!("MySQL {target}: {what}"));
-    conn.query_drop(format!("SET SESSION lock_wait_timeout = {secs}"))
-        .map_err(|e| failed(format!("cannot set lock_wait_timeout: {e}")))?;
+    // wait_timeout: without a snapshot the connection idles for the whole backup, and the
+    // server closing it would drop the lock silently (its default is 8 hours).
+    conn.query_drop(format!(
+        "SET SESSION lock_wait_timeout = {secs}, SESSION wait_timeout = 31536000"
+    ))
+    .map_err(|e| failed(format!("cannot set lock_wait_timeout: {e}")))?;
     let id = conn.connection_id();
     let dog = Watchdog::arm(opts.clone(), id, Duration::from_secs(secs) + Duration::from_secs(2));
     let locked = conn.query_drop("FLUSH TABLES WITH READ LOCK");
@@ -202,15 +214,22 @@ fn position(conn: &mut Conn, target: &str) -> Result<DatabaseMeta> {
         DatabaseMeta { mode: "mysql".into(), node: Some(target.into()), ..Default::default() };
     meta.server_version = conn.query_first::<String, _>("SELECT @@version").ok().flatten();
     // MySQL 8.4 renamed SHOW MASTER STATUS; MariaDB and older MySQL know only the old name.
-    let status = conn
-        .query_first::<Row, _>("SHOW MASTER STATUS")
-        .or_else(|_| conn.query_first::<Row, _>("SHOW BINARY LOG STATUS"))
-        .map_err(|e| {
-            Error::new(
-                ErrorKind::Io,
-                format!("MySQL {target}: cannot read the binlog position: {e}"),
-            )
-        })?;
+    let status = match conn.query_first::<Row, _>("SHOW MASTER STATUS") {
+        // 1064: a syntax error, the server knows only the new name.
+        Err(mysql::Error::MySqlError(e)) if e.code == 1064 => {
+            conn.query_first::<Row, _>("SHOW BINARY LOG STATUS")
+        }
+        r => r,
+    };
+    let status = status.map_err(|e| {
+        Error::new(
+            ErrorKind::Io,
+            format!(
+                "MySQL {target}: cannot read the binlog position ({e}); the user needs the \
+                     BINLOG MONITOR (MariaDB) or REPLICATION CLIENT (MySQL) privilege"
+            ),
+        )
+    })?;
     match status {
         Some(row) => {
             meta.binlog_file = row.get_opt::<String, _>("File").and_then(|v| v.ok());
@@ -228,4 +247,40 @@ fn position(conn: &mut Conn, target: &str) -> Result<DatabaseMeta> {
         .find_map(|q| conn.query_first::<Option<String>, _>(*q).ok().flatten().flatten())
         .filter(|g| !g.is_empty());
     Ok(meta)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+
+    /// The shared test server of `scripts/services` (`scripts/service-mariadb`).
+    fn opts() -> Opts {
+        let var = |name: &str| {
+            std::env::var(name).unwrap_or_else(|_| {
+                panic!("{name} is not set: start scripts/service-mariadb (scripts/services does)")
+            })
+        };
+        let conf =
+            conf::parse(&std::fs::read_to_string(var("FREEZER_TEST_MYSQL_CONF")).unwrap(), "t")
+                .unwrap();
+        connect_opts(&conf, Duration::from_secs(5))
+    }
+
+    #[test]
+    fn the_watchdog_ends_a_statement_that_outlives_it_and_only_that() {
+        let opts = opts();
+        let mut conn = Conn::new(opts.clone()).unwrap();
+        let dog = Watchdog::arm(opts.clone(), conn.connection_id(), Duration::from_millis(300));
+        let t = Instant::now();
+        // Killed, SLEEP returns 1 (or the statement fails as interrupted).
+        let _ = conn.query_drop("SELECT SLEEP(20)");
+        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+        assert!(dog.disarm(), "it fired");
+        let dog = Watchdog::arm(opts, conn.connection_id(), Duration::from_secs(5));
+        conn.query_drop("SELECT 1").unwrap();
+        assert!(!dog.disarm(), "disarmed in time, it does not fire");
+        conn.query_drop("SELECT 1").unwrap();
+    }
 }

@@ -16,6 +16,7 @@ mod hostile;
 mod keys;
 mod lvm;
 mod messages;
+mod mongo;
 mod mounts;
 mod multi;
 mod mysql;

@@ -40,12 +40,17 @@ struct Server {
 impl Server {
     /// A server whose data directory is `datadir` (made by mariadb-install-db if empty).
     fn start(datadir: &Path) -> Server {
+        Server::start_with(datadir, true)
+    }
+
+    fn start_with(datadir: &Path, binlog: bool) -> Server {
         let state = tempfile::tempdir().unwrap();
         let port = free_port();
         let out = Command::new(repo().join("scripts/service-mariadb"))
             .args(["start", state.path().to_str().unwrap()])
             .env("FREEZER_MYSQL_PORT", port.to_string())
             .env("FREEZER_MYSQL_DATADIR", datadir)
+            .env("FREEZER_MYSQL_BINLOG", if binlog { "1" } else { "0" })
             .output()
             .unwrap();
         assert!(out.status.success(), "service-mariadb start: {}", stderr(&out));
@@ -311,7 +316,9 @@ fn mysql_conf_problems_fail_fast_and_never_show_the_password() {
     let port = free_port();
     write(&closed, format!("host=127.0.0.1\nport={port}\nuser=freezer\npassword='sekrit pw'\n"));
     chmod(&closed, 0o600);
-    let (out, took) = backup(&src, &c, &closed, &["--log-level", "debug"]);
+    let log = t.path().join("freezer.log");
+    let logging = ["--log-level", "trace", "--log-file", log.to_str().unwrap()];
+    let (out, took) = backup(&src, &c, &closed, &logging);
     assert_code(&out, 1);
     let err = stderr(&out);
     assert!(err.contains(&format!("cannot connect to freezer@127.0.0.1:{port}")), "{err}");
@@ -329,9 +336,11 @@ fn mysql_conf_problems_fail_fast_and_never_show_the_password() {
         ),
     );
     chmod(&wrong, 0o644);
-    let (out, _) = backup(&src, &c, &wrong, &["--log-level", "debug"]);
+    let (out, _) = backup(&src, &c, &wrong, &logging);
     assert_code(&out, 1);
     let err = stderr(&out);
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(logged.contains("Access denied") && !logged.contains("sekrit"), "{logged}");
     assert!(err.contains("can be read by every user") && err.contains("chmod 600"), "{err}");
     assert!(err.contains("Access denied"), "{err}");
     assert!(!err.contains("sekrit"), "{err}");
@@ -371,4 +380,154 @@ fn mysql_mode_from_an_agent_job_file_records_the_position() {
     assert!(v["database"]["binlog_position"].as_u64().is_some(), "{v}");
     assert!(v["database"]["gtid_position"].as_str().is_some(), "{v}");
     assert!(stderr(&out).contains("whole backup"), "{}", stderr(&out));
+}
+
+#[test]
+fn mysql_over_tls_checks_the_servers_certificate() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    write(&src.join("f"), "x");
+    let c = t.path().join("c");
+    let conf = |name: &str, extra: &str| {
+        let p = t.path().join(name);
+        write(
+            &p,
+            format!(
+                "[default]\nhost = 127.0.0.1\nport = {}\nuser = freezertls\npassword = {}\n{extra}",
+                var("FREEZER_TEST_MYSQL_PORT"),
+                var("FREEZER_TEST_MYSQL_PASSWORD")
+            ),
+        );
+        chmod(&p, 0o600);
+        p
+    };
+    // freezertls must use TLS (REQUIRE SSL): without it, refused.
+    let (out, _) = backup(&src, &c, &conf("plain.cnf", ""), &[]);
+    assert_code(&out, 1);
+    assert!(stderr(&out).contains("Access denied"), "{}", stderr(&out));
+    // With the CA that signed the server's certificate (for 127.0.0.1): TLS, checked.
+    let ca = var("FREEZER_TEST_MYSQL_CAFILE");
+    let (out, _) = backup(&src, &c, &conf("tls.cnf", &format!("ssl-ca = {ca}\n")), &[]);
+    assert_code(&out, 0);
+    assert!(json(&out)["database"]["binlog_position"].as_u64().is_some());
+    // Another CA: the certificate is refused, unless only encryption is asked for.
+    let other = t.path().join("other-ca.pem");
+    sh(&format!(
+        "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=other -keyout {0}.key \
+         -out {0} 2>/dev/null",
+        other.display()
+    ));
+    let wrong = conf("wrong.cnf", &format!("ssl-ca = {}\n", other.display()));
+    let (out, _) = backup(&src, &c, &wrong, &[]);
+    assert_code(&out, 1);
+    assert!(stderr(&out).contains("invalid peer certificate: UnknownIssuer"), "{}", stderr(&out));
+    let (out, _) = backup(&src, &c, &conf("req.cnf", "ssl-mode = REQUIRED\n"), &[]);
+    assert_code(&out, 0);
+}
+
+#[test]
+fn mysql_without_the_binlog_privilege_fails_naming_it_and_unlocks() {
+    let port: u16 = var("FREEZER_TEST_MYSQL_PORT").parse().unwrap();
+    let mut admin = connect("127.0.0.1", port, "freezer", &var("FREEZER_TEST_MYSQL_PASSWORD"));
+    admin
+        .query_drop(
+            "CREATE USER IF NOT EXISTS 'fz_reload'@'127.0.0.1' IDENTIFIED BY 'reload-only'; \
+             GRANT RELOAD ON *.* TO 'fz_reload'@'127.0.0.1'; \
+             CREATE DATABASE IF NOT EXISTS fz_priv; \
+             CREATE TABLE IF NOT EXISTS fz_priv.t (i INT) ENGINE=InnoDB",
+        )
+        .unwrap();
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    write(&src.join("f"), "x");
+    let conf = t.path().join("reload.cnf");
+    write(&conf, format!("user=fz_reload\nhost=127.0.0.1\nport={port}\npassword=reload-only\n"));
+    chmod(&conf, 0o600);
+    let c = t.path().join("c");
+    let (out, _) = backup(&src, &c, &conf, &[]);
+    assert_code(&out, 1);
+    let err = stderr(&out);
+    assert!(
+        err.contains("cannot read the binlog position") && err.contains("BINLOG MONITOR"),
+        "{err}"
+    );
+    assert_eq!(stored(&c), 0);
+    let t0 = Instant::now();
+    admin.query_drop("INSERT INTO fz_priv.t VALUES (1)").unwrap();
+    assert!(t0.elapsed() < Duration::from_secs(2), "not left locked");
+}
+
+#[test]
+fn mysql_through_the_socket_a_freezerc_form_conf() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    write(&src.join("f"), "x");
+    // freezerc 1.0's form: no section; a socket and no host.
+    let conf = t.path().join("sock.cnf");
+    let sock = var("FREEZER_TEST_MYSQL_SOCKET");
+    let pass = var("FREEZER_TEST_MYSQL_PASSWORD");
+    write(
+        &conf,
+        format!(
+            "user = {}\npassword = '{pass}'\nsocket = {sock}\n",
+            var("FREEZER_TEST_MYSQL_USER")
+        ),
+    );
+    chmod(&conf, 0o600);
+    let (out, _) = backup(&src, &t.path().join("c"), &conf, &[]);
+    assert_code(&out, 0);
+    let err = stderr(&out);
+    assert!(!err.contains("can be read by every user"), "{err}");
+    let db = &json(&out)["database"];
+    assert_eq!(db["node"], format!("freezer@{sock}"), "{db}");
+    assert!(db["server_version"].as_str().unwrap().contains("MariaDB"), "{db}");
+}
+
+#[test]
+fn mysql_without_a_binary_log_is_backed_up_with_a_warning() {
+    let t = tempfile::tempdir().unwrap();
+    let server = Server::start_with(&t.path().join("data"), false);
+    let src = t.path().join("src");
+    write(&src.join("f"), "x");
+    let (out, _) = backup(&src, &t.path().join("c"), &server.conf(), &[]);
+    assert_code(&out, 0);
+    let err = stderr(&out);
+    assert!(err.contains("writes no binary log (log_bin is OFF)"), "{err}");
+    let db = &json(&out)["database"];
+    assert!(db.get("binlog_file").is_none() && db.get("binlog_position").is_none(), "{db}");
+}
+
+#[test]
+fn mysql_sigterm_during_a_locked_backup_unlocks_and_stores_nothing() {
+    let t = tempfile::tempdir().unwrap();
+    let server = Server::start(&t.path().join("data"));
+    setup_table(&mut server.conn());
+    let stop = Arc::new(AtomicBool::new(false));
+    let w = writer(server.conn(), Arc::clone(&stop));
+    let (c, log) = (t.path().join("c"), t.path().join("freezer.log"));
+    let data = t.path().join("data");
+    let mut child = Command::new(bin())
+        .args(["backup", data.to_str().unwrap(), "-C", c.to_str().unwrap(), "-N", "db"])
+        .args(["--mode", "mysql", "--mysql-conf", server.conf().to_str().unwrap()])
+        .args(["--compression", "none", "--upload-limit", "1M"])
+        .args(["--log-level", "info", "--log-file", log.to_str().unwrap()])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::SIGTERM).unwrap();
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "{status:?}");
+    // The writer, blocked by the lock, goes on at once.
+    let mut probe = server.conn();
+    let t0 = Instant::now();
+    probe.query_drop("INSERT INTO fz.r (v) VALUES (0)").unwrap();
+    assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+    stop.store(true, Ordering::Relaxed);
+    let written = w.join().unwrap();
+    assert!(written.longest > Duration::from_millis(1000), "it was locked: {:?}", written.longest);
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(logged.contains("unlocked (UNLOCK TABLES)"), "released by freezer itself: {logged}");
+    assert_eq!(stored(&c), 0, "nothing stored");
 }

@@ -196,9 +196,24 @@ const SECRET_OPTIONS: [(&str, &str); 3] = [
 /// A warning for each secret given on the real command line (not by `--config`).
 pub fn secrets_on_command_line(args: &[OsString]) -> Vec<String> {
     let mut out = Vec::new();
-    for arg in args.iter().skip(1).filter_map(|a| a.to_str()) {
+    let strs: Vec<&str> = args.iter().skip(1).filter_map(|a| a.to_str()).collect();
+    for (i, arg) in strs.iter().copied().enumerate() {
         if arg == "--" {
             break;
+        }
+        // A URI is a secret only when it holds a password.
+        let uri = match arg.split_once('=') {
+            Some(("--mongo-uri", v)) => Some(v),
+            None if arg == "--mongo-uri" => strs.get(i + 1).copied(),
+            _ => None,
+        };
+        if uri.is_some_and(has_password) {
+            out.push(
+                "--mongo-uri with a password on the command line is visible to every user of \
+                 this machine (ps, /proc); put mongo_uri in the --config file or set \
+                 FREEZER_MONGO_URI instead"
+                    .to_string(),
+            );
         }
         let Some(name) = arg.strip_prefix("--").map(|a| a.split('=').next().unwrap_or(a)) else {
             continue;
@@ -216,6 +231,13 @@ pub fn secrets_on_command_line(args: &[OsString]) -> Vec<String> {
     out
 }
 
+/// `scheme://user:password@…`.
+fn has_password(uri: &str) -> bool {
+    let Some((_, rest)) = uri.split_once("://") else { return false };
+    let authority = rest.split('/').next().unwrap_or(rest);
+    authority.rsplit_once('@').is_some_and(|(userinfo, _)| userinfo.contains(':'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -226,6 +248,19 @@ mod tests {
             std::iter::once("freezer").chain(args.iter().copied()).map(OsString::from).collect();
         let out = prepare(args, &crate::cli::Cli::command())?;
         Ok(out.into_iter().skip(1).map(|a| a.into_string().unwrap()).collect())
+    }
+
+    #[test]
+    fn a_mongo_uri_with_a_password_is_a_secret() {
+        let args = |a: &[&str]| -> Vec<OsString> {
+            std::iter::once("freezer").chain(a.iter().copied()).map(OsString::from).collect()
+        };
+        assert_eq!(secrets_on_command_line(&args(&["--mongo-uri", "mongodb://u:p@h/"])).len(), 1);
+        assert_eq!(secrets_on_command_line(&args(&["--mongo-uri=mongodb://u:p@h/"])).len(), 1);
+        assert!(secrets_on_command_line(&args(&["--mongo-uri", "mongodb://u@h/"])).is_empty());
+        assert!(
+            secrets_on_command_line(&args(&["--mongo-uri", "mongodb://h:1/?x=a@b"])).is_empty()
+        );
     }
 
     #[test]

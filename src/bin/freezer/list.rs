@@ -20,14 +20,16 @@ pub fn backups(
         Some(name) => vec![Layout::new(hostname, name).host_backup().to_string()],
         None => storage.list(&format!("metadata/{}", catalog::ENGINE))?,
     };
-    let mut rows = Vec::new();
+    let mut rows: Vec<Vec<String>> = Vec::new();
     let mut items = Vec::new();
+    let mut databases = false;
     for hb in names {
         let layout = Layout::from_host_backup(&hb);
         let found = catalog::load_catalog(storage, &layout)?;
         let all = &found.backups;
         let mut entries: Vec<(i64, serde_json::Value, Vec<String>)> = Vec::new();
         for b in all {
+            databases |= b.meta.database.is_some();
             let parent = catalog::parent_of(all, b).map(|p| p.id.name());
             let status = match catalog::restore_chain(all, &layout, Some(b.id.timestamp)) {
                 Ok(chain) if chain.last().is_some_and(|h| h.id == b.id) => "ok",
@@ -90,7 +92,7 @@ pub fn backups(
     if json {
         writeln!(out, "{}", serde_json::to_string(&items)?)?;
     } else {
-        let header = [
+        let mut header = vec![
             "BACKUP",
             "CHAIN",
             "LEVEL",
@@ -102,10 +104,20 @@ pub fn backups(
             "DATABASE",
             "STATUS",
         ];
+        // The database column only when a backup has one (`--mode mysql|mongo`).
+        if !databases {
+            header.remove(DATABASE);
+            for r in &mut rows {
+                r.remove(DATABASE);
+            }
+        }
         write!(out, "{}", ui::table(&header, &rows))?;
     }
     Ok(())
 }
+
+/// The DATABASE column's index.
+const DATABASE: usize = 8;
 
 /// Every object key under `prefix`, depth first.
 fn walk(storage: &dyn Storage, prefix: &str, out: &mut Vec<String>) -> Result<()> {

@@ -12,7 +12,7 @@ use freezer::exclude::Excludes;
 use freezer::freeze::{FreezeOptions, LvmOptions, SnapshotOptions};
 use freezer::incremental::dump::DumpOptions;
 use freezer::incremental::scan::ScanOptions;
-use freezer::mode::{ModeOptions, MysqlOptions};
+use freezer::mode::{ModeOptions, MongoOptions, MysqlOptions};
 
 use crate::cli::{BackupFlags, Common, Dereference, Mode, SnapPerm, SnapshotType};
 use crate::run::{Profile, backup_name, usage};
@@ -137,6 +137,23 @@ fn mode_options(flags: &BackupFlags) -> Result<ModeOptions> {
             ModeOptions::Mysql(MysqlOptions {
                 conf,
                 lock_timeout: std::time::Duration::from_secs(m.mysql_lock_timeout),
+            })
+        }
+        Mode::Mongo => {
+            let from_env = std::env::var("FREEZER_MONGO_URI").ok().filter(|u| !u.is_empty());
+            let uri = match m.mongo_uri.as_ref().or(from_env.as_ref()) {
+                Some(uri) => {
+                    if m.mongo_host != "localhost" || m.mongo_port != 27017 {
+                        log::warn!("--mongo-host and --mongo-port change nothing with --mongo-uri");
+                    }
+                    uri.clone()
+                }
+                None => format!("mongodb://{}:{}/", m.mongo_host, m.mongo_port),
+            };
+            ModeOptions::Mongo(MongoOptions {
+                uri,
+                allow_secondary: m.mongo_allow_secondary,
+                fsync_lock: m.mongo_fsync_lock,
             })
         }
     })
