@@ -136,7 +136,11 @@ fn refreshes_while_held_and_notices_a_takeover() {
     assert!(!lock.is_lost());
 
     plant(&*storage, "elsewhere", 7, now());
-    std::thread::sleep(Duration::from_millis(400));
+    // The next refresh (every 300 ms) notices; a loaded machine may delay the thread.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !lock.is_lost() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
     assert!(lock.is_lost());
     // Released, it leaves the new holder's lock alone.
     lock.release().unwrap();
@@ -211,7 +215,11 @@ fn a_backup_whose_lock_was_lost_does_not_become_visible() {
     let lock = Lock::acquire(Arc::clone(&storage), &layout, opts(None, Duration::from_millis(300)))
         .unwrap();
     plant(&*storage, "elsewhere", 7, now());
-    std::thread::sleep(Duration::from_millis(400));
+    // The next refresh (every 300 ms) notices; a loaded machine may delay the thread.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !lock.is_lost() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
     assert!(lock.is_lost());
     let opts = crate::backup::BackupOptions::for_test(src);
     let err = crate::backup::run(&local, &opts, Some(&lock)).unwrap_err();
