@@ -361,8 +361,8 @@ fn replay(
                 let dumpdir = Dumpdir::parse(&raw)?;
                 if let Some(kept) = kept.as_deref_mut() {
                     let dir = name.strip_suffix(b"/").unwrap_or(&name);
-                    for (flag, entry) in &dumpdir.entries {
-                        if *flag == crate::incremental::dumpdir::Flag::Kept {
+                    for (flag, entry) in dumpdir.entries.iter() {
+                        if flag == crate::incremental::dumpdir::Flag::Kept {
                             kept.push([dir, b"/", entry].concat());
                         }
                     }

@@ -78,8 +78,9 @@ fn assert_unsafe<T: std::fmt::Debug>(r: Result<T>) -> String {
 }
 
 fn dumpdir(entries: &[(Flag, &str)], renames: Vec<Rename>) -> Dumpdir {
-    let mut entries: Vec<_> = entries.iter().map(|(f, n)| (*f, n.as_bytes().to_vec())).collect();
-    entries.sort_by(|a, b| a.1.cmp(&b.1));
+    let mut entries: crate::incremental::dumpdir::Entries =
+        entries.iter().map(|(f, n)| (*f, n.as_bytes())).collect();
+    entries.sort();
     Dumpdir { entries, renames }
 }
 

@@ -70,8 +70,8 @@ pub fn dump<W: Write>(
         d.write(&h, kind, None, &dir.path)?;
     }
     for (i, dir) in plan.dirs.iter().enumerate() {
-        for (flag, entry) in &dir.dumpdir.entries {
-            if *flag != Flag::Dumped {
+        for (flag, entry) in dir.dumpdir.entries.iter() {
+            if flag != Flag::Dumped {
                 continue;
             }
             let mut name = dir.name.clone();
@@ -79,7 +79,7 @@ pub fn dump<W: Write>(
             name.extend_from_slice(entry);
             let path = dir.path.join(OsStr::from_bytes(entry));
             if !d.file(&name, &path)? {
-                d.report.dropped.push((i, entry.clone()));
+                d.report.dropped.push((i, entry.to_vec()));
             }
         }
     }

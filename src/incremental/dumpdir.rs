@@ -45,11 +45,102 @@ pub enum Rename {
     Move { from: Vec<u8>, to: Vec<u8> },
 }
 
+/// The entries of one directory, sorted by name (byte order), packed as the dumpdir records
+/// themselves (`<flag><name>\0`): a million files cost their names and 10 bytes each, not a
+/// heap allocation apiece.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Entries {
+    records: Vec<u8>,
+    /// Where each record starts in `records`.
+    starts: Vec<usize>,
+}
+
+impl Entries {
+    /// Append an entry; entries must come sorted by name (see [`Entries::sort`]).
+    pub fn push(&mut self, flag: Flag, name: &[u8]) {
+        self.starts.push(self.records.len());
+        self.records.push(flag.byte());
+        self.records.extend_from_slice(name);
+        self.records.push(0);
+    }
+
+    /// How many entries there are.
+    pub fn len(&self) -> usize {
+        self.starts.len()
+    }
+
+    /// No entries.
+    pub fn is_empty(&self) -> bool {
+        self.starts.is_empty()
+    }
+
+    /// Entry `i`.
+    pub fn get(&self, i: usize) -> (Flag, &[u8]) {
+        let start = self.starts[i];
+        let end = self.starts.get(i + 1).map_or(self.records.len(), |e| *e);
+        let flag = Flag::from_byte(self.records[start]).unwrap_or(Flag::Kept);
+        (flag, &self.records[start + 1..end - 1])
+    }
+
+    /// The entries in order.
+    pub fn iter(&self) -> impl Iterator<Item = (Flag, &[u8])> + '_ {
+        (0..self.len()).map(|i| self.get(i))
+    }
+
+    /// The flag of `name`, if it is listed.
+    pub fn lookup(&self, name: &[u8]) -> Option<Flag> {
+        let mut lo = 0;
+        let mut hi = self.len();
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            match self.get(mid).1.cmp(name) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => return Some(self.get(mid).0),
+            }
+        }
+        None
+    }
+
+    /// Sort by name (parsed dumpdirs from elsewhere may not be).
+    pub fn sort(&mut self) {
+        let mut order: Vec<usize> = (0..self.len()).collect();
+        if order.windows(2).all(|w| self.get(w[0]).1 <= self.get(w[1]).1) {
+            return;
+        }
+        order.sort_by(|a, b| self.get(*a).1.cmp(self.get(*b).1));
+        let mut sorted = Entries::default();
+        for i in order {
+            let (flag, name) = self.get(i);
+            sorted.push(flag, name);
+        }
+        *self = sorted;
+    }
+}
+
+impl<'a> FromIterator<(Flag, &'a [u8])> for Entries {
+    fn from_iter<I: IntoIterator<Item = (Flag, &'a [u8])>>(iter: I) -> Entries {
+        let mut e = Entries::default();
+        for (flag, name) in iter {
+            e.push(flag, name);
+        }
+        e
+    }
+}
+
+impl std::fmt::Debug for Entries {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.iter().map(|(flag, n)| (flag, String::from_utf8_lossy(n))))
+            .finish()
+    }
+}
+
 /// A parsed dumpdir.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Dumpdir {
     /// Entries sorted by name (byte order), as GNU tar writes them.
-    pub entries: Vec<(Flag, Vec<u8>)>,
+    pub entries: Entries,
     /// Rename steps, in archive order.
     pub renames: Vec<Rename>,
 }
@@ -99,33 +190,26 @@ impl Dumpdir {
                             String::from_utf8_lossy(name)
                         )));
                     }
-                    out.entries.push((f, name.to_vec()));
+                    out.entries.push(f, name);
                 }
             }
         }
         if pending_from.is_some() {
             return Err(Error::corrupt("malformed dumpdir: 'R' at end of data"));
         }
-        out.entries.sort_by(|a, b| a.1.cmp(&b.1));
+        out.entries.sort();
         Ok(out)
     }
 
     /// The flag recorded for `name`, if it is listed.
     pub fn lookup(&self, name: &[u8]) -> Option<Flag> {
-        self.entries
-            .binary_search_by(|(_, n)| n.as_slice().cmp(name))
-            .ok()
-            .map(|i| self.entries[i].0)
+        self.entries.lookup(name)
     }
 
     /// Encode as GNU tar does: entries, then renames, then the closing `\0`.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::new();
-        for (flag, name) in &self.entries {
-            out.push(flag.byte());
-            out.extend_from_slice(name);
-            out.push(0);
-        }
+        out.extend_from_slice(&self.entries.records);
         for r in &self.renames {
             match r {
                 Rename::Temp(name) => {
@@ -173,6 +257,23 @@ mod tests {
         assert!(Dumpdir::parse(b"Y../etc\0\0").is_err());
         assert!(Dumpdir::parse(b"Ya/b\0\0").is_err());
         assert!(Dumpdir::parse(b"R\0Tx\0\0").is_err());
+    }
+
+    #[test]
+    fn entries_sort_look_up_and_encode_as_records() {
+        let mut e: Entries = [(Flag::Dumped, &b"zz"[..]), (Flag::Dir, b"a"), (Flag::Kept, b"m")]
+            .into_iter()
+            .collect();
+        e.sort();
+        let names: Vec<&[u8]> = e.iter().map(|(_, n)| n).collect();
+        assert_eq!(names, [&b"a"[..], b"m", b"zz"]);
+        assert_eq!(
+            (e.lookup(b"zz"), e.lookup(b"a"), e.lookup(b"b")),
+            (Some(Flag::Dumped), Some(Flag::Dir), None)
+        );
+        let d = Dumpdir { entries: e, renames: Vec::new() };
+        assert_eq!(d.encode(), b"Da\0Nm\0Yzz\0\0".to_vec());
+        assert_eq!(Dumpdir::parse(&d.encode()).unwrap(), d);
     }
 
     #[test]

@@ -15,7 +15,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use crate::exclude::Excludes;
-use crate::incremental::dumpdir::{Dumpdir, Flag, Rename};
+use crate::incremental::dumpdir::{Dumpdir, Entries, Flag, Rename};
 use crate::incremental::snapshot::{DirRecord, Encoder, Snapshot, Timespec};
 
 /// How the walk treats the tree.
@@ -107,7 +107,7 @@ impl Plan {
                 name: d.name.clone(),
                 entries: None,
             };
-            let entries = d.dumpdir.entries.iter().map(|(f, n)| (*f, n.as_slice()));
+            let entries = d.dumpdir.entries.iter();
             enc.dir(&head, entries.filter(|(_, n)| !dropped.contains(&(i, *n))));
         }
         enc.finish()
@@ -126,7 +126,7 @@ struct Rec {
     dev: u64,
     ino: u64,
     nfs: bool,
-    old_entries: Option<Vec<(Flag, Vec<u8>)>>,
+    old_entries: Option<Entries>,
     inited: bool,
     orig: Option<usize>,
     renamed: bool,
@@ -318,7 +318,7 @@ impl Scanner<'_> {
     /// GNU `scan_directory` + `makedumpdir`, then the same for each subdirectory.
     fn scan_dir(&mut self, name: Vec<u8>, path: PathBuf, meta: Metadata, children: Children) {
         let rec = self.by_name.get(&name).copied();
-        let old: Option<&Vec<(Flag, Vec<u8>)>> = match (children, rec) {
+        let old: Option<&Entries> = match (children, rec) {
             (Children::All, _) | (_, None) => None,
             (_, Some(i)) => match self.recs[i].orig {
                 Some(o) => self.recs[o].old_entries.as_ref(),
@@ -327,22 +327,20 @@ impl Scanner<'_> {
         };
         let old = old.cloned();
         self.stats.dirs += 1;
-        let mut entries = Vec::new();
+        let mut entries = Entries::default();
         let mut subdirs = Vec::new();
         let mut listed = true;
         if children != Children::None {
             match list_dir(&path) {
                 Ok(names) => {
                     for entry in names {
-                        let known = old.as_ref().is_some_and(|o| {
-                            o.binary_search_by(|(_, n)| n.as_slice().cmp(&entry)).is_ok()
-                        });
+                        let known = old.as_ref().is_some_and(|o| o.lookup(&entry).is_some());
                         let flag = self.classify(&name, &path, &meta, &entry, known, children);
                         if let Some((flag, sub)) = flag {
                             if let Some(sub) = sub {
                                 subdirs.push(sub);
                             }
-                            entries.push((flag, entry));
+                            entries.push(flag, &entry);
                         }
                     }
                 }
@@ -357,10 +355,8 @@ impl Scanner<'_> {
                     // Keep what earlier levels restored here: list the old entries as unchanged.
                     entries = old
                         .iter()
-                        .flatten()
-                        .map(|(f, n)| {
-                            (if *f == Flag::Dir { Flag::Dir } else { Flag::Kept }, n.clone())
-                        })
+                        .flat_map(|o| o.iter())
+                        .map(|(f, n)| (if f == Flag::Dir { Flag::Dir } else { Flag::Kept }, n))
                         .collect();
                 }
             }
