@@ -448,7 +448,7 @@ fn metadata(
         level_zero_timestamp: Some(id.level_zero),
         parent: parent.map(|p| p.id.name()),
         data_size: Some(stream.size),
-        data_sha256: Some(stream.sha256.clone()),
+        data_sha256: None,
         segment_size: Some(opts.segment_size as u64),
         segments: Some(
             stream

@@ -1,9 +1,10 @@
 //! Segment stage of the backup stream: tar → compress → encrypt → **segment** → storage.
 //!
 //! [`Segmenter`] cuts the stream into segments of a fixed size and hands each to the storage's
-//! [`Upload`] as it fills (or, to an upload that streams, piece by piece as it arrives), hashing every segment and the whole stream with sha256 for the
-//! backup's metadata. On restore, [`VerifyingReader`] hashes the stored stream as it is read
-//! and fails at its end if it is not what was stored.
+//! [`Upload`] as it fills (or, to an upload that streams, piece by piece as it arrives), hashing
+//! every segment with sha256 for the backup's metadata (one pass; the segments' hashes cover
+//! every byte). On restore the fetcher checks each segment; [`VerifyingReader`] checks a
+//! stream stored without segments (freezer-agent's, or ours from before) at its end.
 //!
 //! Every segment is `segment_size` bytes except the last, which is shorter but never empty.
 //! An empty stream is stored as one empty segment, so every object has at least one segment
@@ -34,8 +35,8 @@ pub struct SegmentInfo {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StreamReport {
     pub size: u64,
-    /// Lowercase hex, over the whole stream.
-    pub sha256: String,
+    /// Each segment's hash is the record: one pass over the data, and verify and restore
+    /// check every byte through them (older backups also recorded the whole stream's).
     pub segments: Vec<SegmentInfo>,
 }
 
@@ -47,7 +48,6 @@ pub struct Segmenter {
     upload: Box<dyn Upload>,
     segment_size: usize,
     buf: Vec<u8>,
-    stream_hash: Sha256,
     size: u64,
     segments: Vec<SegmentInfo>,
     /// The upload takes parts as they come: no buffer, the open segment hashed as it passes.
@@ -66,7 +66,6 @@ impl Segmenter {
             segment_size,
             // Grows up to one segment; reserving a 128 MiB segment for a tiny stream is waste.
             buf: Vec::new(),
-            stream_hash: Sha256::new(),
             size: 0,
             segments: Vec::new(),
             streaming: upload_streams,
@@ -93,7 +92,6 @@ impl Segmenter {
         let index = self.segments.len() as u64;
         self.upload.put_part(index, &data[..n])?;
         self.part_hash.update(&data[..n]);
-        self.stream_hash.update(&data[..n]);
         self.part_len += n;
         self.size += n as u64;
         Ok(n)
@@ -110,11 +108,7 @@ impl Segmenter {
             if self.part_len > 0 || self.segments.is_empty() {
                 self.end_part();
             }
-            let report = StreamReport {
-                size: self.size,
-                sha256: hex::encode(self.stream_hash.finalize()),
-                segments: self.segments,
-            };
+            let report = StreamReport { size: self.size, segments: self.segments };
             return Ok((report, self.upload));
         }
         let last_due = !self.buf.is_empty() || self.segments.is_empty();
@@ -124,11 +118,7 @@ impl Segmenter {
             }
             return Err(e);
         }
-        let report = StreamReport {
-            size: self.size,
-            sha256: hex::encode(self.stream_hash.finalize()),
-            segments: self.segments,
-        };
+        let report = StreamReport { size: self.size, segments: self.segments };
         Ok((report, self.upload))
     }
 
@@ -167,7 +157,6 @@ impl Write for Segmenter {
             self.buf.reserve_exact(want - self.buf.len());
         }
         self.buf.extend_from_slice(&data[..n]);
-        self.stream_hash.update(&data[..n]);
         self.size += n as u64;
         Ok(n)
     }

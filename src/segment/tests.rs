@@ -74,7 +74,6 @@ fn check(input: &[u8], segment_size: usize, writes: &[usize]) {
 
     assert_eq!(seen.segments.concat(), input);
     assert_eq!(report.size, input.len() as u64);
-    assert_eq!(report.sha256, sha(input));
     assert_eq!(report.segments.len(), seen.segments.len());
     let expected_count = input.len().div_ceil(segment_size).max(1);
     assert_eq!(seen.segments.len(), expected_count);

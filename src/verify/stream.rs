@@ -42,7 +42,8 @@ pub(super) struct Checker {
     /// A short segment was met: the content walk sees the end there.
     content_ended: bool,
     total: u64,
-    total_hash: Sha256,
+    /// Only for backups that recorded a whole-stream hash (before segments were enough).
+    total_hash: Option<Sha256>,
     /// The storage failed while reading: where and why.
     read_error: Option<String>,
 }
@@ -59,7 +60,7 @@ impl Checker {
             mismatched: Vec::new(),
             content_ended: false,
             total: 0,
-            total_hash: Sha256::new(),
+            total_hash: meta.data_sha256.as_ref().map(|_| Sha256::new()),
             read_error: None,
         }
     }
@@ -116,7 +117,9 @@ impl Checker {
         };
         self.got.push(data.len() as u64);
         self.total += data.len() as u64;
-        self.total_hash.update(&data);
+        if let Some(h) = &mut self.total_hash {
+            h.update(&data);
+        }
         if data.len() as u64 == seg.size {
             if !intact {
                 self.mismatched.push(index);
@@ -171,8 +174,8 @@ impl Checker {
                 "data is {} bytes longer than recorded ({stored} bytes, {recorded} recorded)",
                 stored - recorded
             ));
-        } else if let Some(expected) = &meta.data_sha256 {
-            let got = hex::encode(self.total_hash.clone().finalize());
+        } else if let (Some(expected), Some(hash)) = (&meta.data_sha256, &self.total_hash) {
+            let got = hex::encode(hash.clone().finalize());
             // With every segment matching, a whole-stream mismatch means the metadata itself
             // is inconsistent; with a segment mismatch it is already said.
             if self.mismatched.is_empty() && !got.eq_ignore_ascii_case(expected) {
@@ -209,7 +212,9 @@ impl Read for Checker {
             return match inner.read(buf) {
                 Ok(n) => {
                     self.total += n as u64;
-                    self.total_hash.update(&buf[..n]);
+                    if let Some(h) = &mut self.total_hash {
+                        h.update(&buf[..n]);
+                    }
                     Ok(n)
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => Err(e),
