@@ -21,9 +21,9 @@
       symlinks; link = the smallest path of the file's hard-link group within DIR; mtime =
       whole seconds, files only. '-' where a field does not apply. Paths and targets are
       escaped: '\\' -> '\\\\', non-printable or non-UTF-8 bytes -> '\\xNN'.
-  treegen.py big DIR --seed N [--big-mib 500] [--files 20000] [--dirs 100]
+  treegen.py big DIR --seed N [--big-mib 500] [--files 20000] [--dirs 100] [--max-size 51200]
       Benchmark corpus: one file of random base64-alphabet text (gzip keeps ~76%) plus
-      small files of 100 B-50 KB, 70% text-like / 30% random. Built in DIR.partial and
+      small files of 100 B-MAX-SIZE bytes (50 KB), 70% text-like / 30% random. Built in DIR.partial and
       renamed to DIR when complete.
 
 The same seed always gives the same names, contents and modes (mtimes are natural).
@@ -411,7 +411,7 @@ def sha256_file(path):
 
 # ---------------------------------------------------------------------------- big
 
-def big(root, seed, big_mib, n_files, n_dirs):
+def big(root, seed, big_mib, n_files, n_dirs, max_size=50 * 1024):
     if os.path.lexists(root):
         die("%s already exists; remove it first" % root)
     partial = root.rstrip("/") + ".partial"
@@ -431,7 +431,7 @@ def big(root, seed, big_mib, n_files, n_dirs):
 
     for i in range(n_files):
         d = "d%03d" % (i % n_dirs)
-        size = rng.randint(100, 50 * 1024)
+        size = rng.randint(min(100, max_size), max_size)
         if rng.random() < 0.7:
             name, data = "f%05d.txt" % i, c.text(size)
         else:
@@ -474,6 +474,7 @@ def main():
     p.add_argument("--big-mib", type=int, default=500)
     p.add_argument("--files", type=int, default=20000)
     p.add_argument("--dirs", type=int, default=100)
+    p.add_argument("--max-size", type=int, default=50 * 1024, help="largest small file (bytes)")
     a = ap.parse_args()
     try:
         if a.cmd == "create":
@@ -485,7 +486,7 @@ def main():
         elif a.cmd == "big":
             if a.dirs < 1 or a.files < 0 or a.big_mib < 0:
                 die("--dirs must be >= 1, --files and --big-mib >= 0")
-            big(a.dir, a.seed, a.big_mib, a.files, a.dirs)
+            big(a.dir, a.seed, a.big_mib, a.files, a.dirs, a.max_size)
     except BrokenPipeError:  # e.g. `manifest | head`
         return 1
     except OSError as e:
