@@ -66,10 +66,9 @@ trait PointInTime {
 pub(crate) struct Held {
     path: PathBuf,
     snapshot: Option<Box<dyn PointInTime>>,
-    /// The database held still, until the snapshot exists (without one: the backup's end).
+    /// The database held still, until the snapshot exists (without one: the backup's end);
+    /// kept after its release for what it recorded.
     db: Option<Box<dyn Quiesced>>,
-    /// What the database mode recorded.
-    database: Option<DatabaseMeta>,
     /// `(snapshot's device, origin's device)`: the scan records the origin's.
     dev_alias: Option<(u64, u64)>,
     /// The post-exec hook still to run.
@@ -86,7 +85,6 @@ pub(crate) fn hold(opts: &FreezeOptions, path: &Path, dry_run: bool) -> Result<H
         path: path.to_path_buf(),
         snapshot: None,
         db: None,
-        database: None,
         dev_alias: None,
         post: opts.post_exec.clone(),
         problems: Vec::new(),
@@ -101,7 +99,6 @@ pub(crate) fn hold(opts: &FreezeOptions, path: &Path, dry_run: bool) -> Result<H
         nix::unistd::sync();
     }
     held.db = mode::prepare(&opts.mode, opts.snapshot.is_some())?;
-    held.database = held.db.as_ref().map(|d| d.recorded().clone());
     if let Some(kind) = &opts.snapshot {
         crate::interrupt::check()?;
         let snap: Box<dyn PointInTime> = match kind {
@@ -141,7 +138,7 @@ impl Held {
 
     /// What the database mode recorded (`--mode mysql|mongo`), for the metadata.
     pub fn database(&self) -> Option<&DatabaseMeta> {
-        self.database.as_ref()
+        self.db.as_ref().map(|d| d.recorded())
     }
 
     /// Before the backup becomes visible: is what it read still a point in time?

@@ -76,10 +76,14 @@ impl Entries {
 
     /// Entry `i`.
     pub fn get(&self, i: usize) -> (Flag, &[u8]) {
-        let start = self.starts[i];
-        let end = self.starts.get(i + 1).map_or(self.records.len(), |e| *e);
-        let flag = Flag::from_byte(self.records[start]).unwrap_or(Flag::Kept);
-        (flag, &self.records[start + 1..end - 1])
+        self.at(self.starts[i])
+    }
+
+    /// The record starting at `start`.
+    fn at(&self, start: usize) -> (Flag, &[u8]) {
+        let rest = &self.records[start + 1..];
+        let name = rest.split(|&b| b == 0).next().unwrap_or(rest);
+        (Flag::from_byte(self.records[start]).unwrap_or(Flag::Kept), name)
     }
 
     /// The entries in order.
@@ -89,32 +93,18 @@ impl Entries {
 
     /// The flag of `name`, if it is listed.
     pub fn lookup(&self, name: &[u8]) -> Option<Flag> {
-        let mut lo = 0;
-        let mut hi = self.len();
-        while lo < hi {
-            let mid = (lo + hi) / 2;
-            match self.get(mid).1.cmp(name) {
-                std::cmp::Ordering::Less => lo = mid + 1,
-                std::cmp::Ordering::Greater => hi = mid,
-                std::cmp::Ordering::Equal => return Some(self.get(mid).0),
-            }
-        }
-        None
+        let i = self.starts.binary_search_by(|&s| self.at(s).1.cmp(name)).ok()?;
+        Some(self.get(i).0)
     }
 
     /// Sort by name (parsed dumpdirs from elsewhere may not be).
     pub fn sort(&mut self) {
-        let mut order: Vec<usize> = (0..self.len()).collect();
-        if order.windows(2).all(|w| self.get(w[0]).1 <= self.get(w[1]).1) {
+        if self.starts.windows(2).all(|w| self.at(w[0]).1 <= self.at(w[1]).1) {
             return;
         }
-        order.sort_by(|a, b| self.get(*a).1.cmp(self.get(*b).1));
-        let mut sorted = Entries::default();
-        for i in order {
-            let (flag, name) = self.get(i);
-            sorted.push(flag, name);
-        }
-        *self = sorted;
+        let mut order = self.starts.clone();
+        order.sort_by(|a, b| self.at(*a).1.cmp(self.at(*b).1));
+        *self = order.into_iter().map(|s| self.at(s)).collect();
     }
 }
 

@@ -8,11 +8,11 @@ use std::os::unix::fs::{FileExt, MetadataExt};
 use nix::errno::Errno;
 use nix::unistd::{Whence, lseek};
 
-/// The data regions `(offset, length)` of `file`, whose stat (as of opening) is `meta`, ending with
-/// `(size, 0)` like GNU tar's map; `None` when the file has no holes (its allocated blocks
+/// The data regions `(offset, length)` of `file`, whose stat (as of opening) is `meta`,
+/// ending with `(size, 0)` like GNU tar's map; `None` when the file has no holes (its allocated blocks
 /// cover its size) or the file system cannot report them, so it is stored as a plain file.
 ///
-/// Regions are clamped to `size` if the file grew since it was measured. The file offset is
+/// Regions are clamped to the size in `meta` if the file grew since it was measured. The file offset is
 /// restored before returning.
 pub fn sparse_map(file: &File, meta: &Metadata) -> io::Result<Option<Vec<(u64, u64)>>> {
     let size = meta.len();

@@ -110,10 +110,7 @@ pub fn backup_options(
         decrypt_key,
         state_dir: state_dir(),
         consistency_check: flags.consistency_check,
-        freeze: FreezeOptions {
-            mode: mode_options(flags)?,
-            ..freeze_options(flags, profile, common.dry_run)
-        },
+        freeze: freeze_options(flags, profile, common.dry_run)?,
     })
 }
 
@@ -159,8 +156,8 @@ fn mode_options(flags: &BackupFlags) -> Result<ModeOptions> {
     })
 }
 
-/// Hooks, sync and the snapshot, from their flags.
-fn freeze_options(flags: &BackupFlags, profile: Profile, dry_run: bool) -> FreezeOptions {
+/// Hooks, sync, the database mode and the snapshot, from their flags.
+fn freeze_options(flags: &BackupFlags, profile: Profile, dry_run: bool) -> Result<FreezeOptions> {
     let s = &flags.snapshot;
     let lvm_given = s.lvm_options_given();
     let snapshot = match (s.wanted(), s.snapshot_type) {
@@ -185,14 +182,14 @@ fn freeze_options(flags: &BackupFlags, profile: Profile, dry_run: bool) -> Freez
             dirmount: s.lvm_dirmount.clone(),
         })),
     };
-    FreezeOptions {
+    Ok(FreezeOptions {
         snapshot,
         pre_exec: s.pre_exec.clone(),
         post_exec: s.post_exec.clone(),
         // As freezer-agent: flush what applications wrote before reading it.
         sync: !dry_run && (flags.sync || (profile == Profile::Agent && !flags.no_sync)),
-        mode: ModeOptions::Fs,
-    }
+        mode: mode_options(flags)?,
+    })
 }
 
 /// `$STATE_DIRECTORY` (systemd's `StateDirectory=`), else `$XDG_STATE_HOME/freezer`, else
