@@ -2,11 +2,14 @@
 //! processes: the walk and tar formatting, the compressor's input side, and the hashing and
 //! storing of segments then overlap instead of taking turns on one core.
 //!
+//! [`ReadAhead`] is the same for a `Read` stage: a restore reads, checks, decrypts and
+//! decompresses on one thread while tar extraction writes files on another.
+//!
 //! Memory stays bounded: at most `depth` chunks of `chunk` bytes are in flight.
 
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
-use std::thread::JoinHandle;
+use std::thread::{JoinHandle, Scope};
 
 /// The writing end; the wrapped writer lives on the pipe's thread until [`Pipe::finish`].
 pub struct Pipe<W: Write + Send + 'static> {
@@ -105,6 +108,88 @@ impl<W: Write + Send + 'static> Write for Pipe<W> {
     }
 }
 
+/// A reader whose input is read ahead on a thread of a scope, in chunks.
+pub struct ReadAhead {
+    rx: Receiver<io::Result<Vec<u8>>>,
+    chunk: Vec<u8>,
+    pos: usize,
+    ended: bool,
+}
+
+impl ReadAhead {
+    /// Start reading `inner` on a thread of `scope`. If the reader is dropped early, the
+    /// thread stops at its next chunk.
+    pub fn start<'scope, R: Read + Send + 'scope>(
+        scope: &'scope Scope<'scope, '_>,
+        mut inner: R,
+        chunk: usize,
+        depth: usize,
+    ) -> ReadAhead {
+        let (tx, rx) = sync_channel(depth.max(1));
+        let chunk = chunk.max(1);
+        scope.spawn(move || {
+            loop {
+                let mut buf = vec![0u8; chunk];
+                let (n, failed) = fill(&mut inner, &mut buf);
+                buf.truncate(n);
+                let end = n < chunk;
+                if n > 0 && tx.send(Ok(buf)).is_err() {
+                    return;
+                }
+                if let Some(e) = failed {
+                    let _ = tx.send(Err(e));
+                    return;
+                }
+                if end {
+                    let _ = tx.send(Ok(Vec::new()));
+                    return;
+                }
+            }
+        });
+        ReadAhead { rx, chunk: Vec::new(), pos: 0, ended: false }
+    }
+}
+
+/// Read until `buf` is full or the input ends: the count read, and the error that stopped it.
+fn fill(inner: &mut impl Read, buf: &mut [u8]) -> (usize, Option<io::Error>) {
+    let mut n = 0;
+    while n < buf.len() {
+        match inner.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return (n, Some(e)),
+        }
+    }
+    (n, None)
+}
+
+impl Read for ReadAhead {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.chunk.len() {
+            if self.ended {
+                return Ok(0);
+            }
+            // An empty chunk marks the end; a closed channel without it is a lost thread.
+            match self.rx.recv() {
+                Ok(Ok(chunk)) => {
+                    self.ended = chunk.is_empty();
+                    (self.chunk, self.pos) = (chunk, 0);
+                }
+                Ok(Err(e)) => {
+                    self.ended = true;
+                    return Err(e);
+                }
+                Err(_) => return Err(io::Error::other("a read-ahead thread stopped unexpectedly")),
+            }
+        }
+        let n = out.len().min(self.chunk.len() - self.pos);
+        out[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,6 +232,40 @@ mod tests {
         }
         let e = failed.unwrap_or_else(|| p.finish().err().unwrap());
         assert_eq!(e.kind(), io::ErrorKind::StorageFull, "{e}");
+    }
+
+    #[test]
+    fn read_ahead_delivers_everything_then_the_end() {
+        let data: Vec<u8> = (0..1_000_003u32).map(|i| (i % 253) as u8).collect();
+        std::thread::scope(|scope| {
+            let mut r = ReadAhead::start(scope, &data[..], 4096, 2);
+            let mut got = Vec::new();
+            r.read_to_end(&mut got).unwrap();
+            assert_eq!(got, data);
+            assert_eq!(r.read(&mut [0u8; 8]).unwrap(), 0);
+        });
+    }
+
+    #[test]
+    fn read_ahead_passes_the_error_on_and_stops_when_dropped() {
+        let failing = (&[7u8; 10_000][..]).chain(FailingReader);
+        std::thread::scope(|scope| {
+            let mut r = ReadAhead::start(scope, failing, 1024, 1);
+            let mut got = Vec::new();
+            let e = r.read_to_end(&mut got).unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{e}");
+            assert_eq!(got, vec![7u8; 10_000]);
+            // Dropped with an endless input unread: the scope still ends.
+            drop(ReadAhead::start(scope, io::repeat(1), 1024, 1));
+        });
+    }
+
+    struct FailingReader;
+
+    impl Read for FailingReader {
+        fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+            Err(io::Error::new(io::ErrorKind::InvalidData, "bad segment"))
+        }
     }
 
     #[test]

@@ -13,6 +13,7 @@ use crate::crypt::{self, DecryptKey, Format, Md};
 use crate::error::{Error, ErrorKind, Result};
 use crate::extract::{Meta, Special, Target};
 use crate::incremental::dumpdir::Dumpdir;
+use crate::pipe::ReadAhead;
 use crate::progress::{self, Counting, Phase};
 use crate::segment::{Fetcher, VerifiedReader, VerifyingReader};
 use crate::storage::Storage;
@@ -242,6 +243,11 @@ fn tar_checksum_ok(h: &[u8]) -> bool {
     sum == want
 }
 
+/// The decompressed stream is handed to the extraction in chunks of this size, this many
+/// ahead (a few MiB in flight).
+const READ_AHEAD_CHUNK: usize = 1 << 20;
+const READ_AHEAD_DEPTH: usize = 4;
+
 /// Run `f` on the decompressed tar stream of one level. Segments recorded at backup time are
 /// read ahead on threads of a scope and each checked before use; a backup that recorded none
 /// (freezer-agent's) is streamed as one object and checked against a recorded hash at its end,
@@ -291,7 +297,9 @@ fn with_level<T>(
             .map_err(|e| e.context(describe(layout, b)))?,
             _ => raw,
         };
-        f(codec.decoder(plain).map_err(|e| damaged(layout, b, e))?)
+        let decoded = codec.decoder(plain).map_err(|e| damaged(layout, b, e))?;
+        // Reading, checking, decrypting and decompressing overlap with writing the files.
+        f(Box::new(ReadAhead::start(scope, decoded, READ_AHEAD_CHUNK, READ_AHEAD_DEPTH)))
     })
 }
 

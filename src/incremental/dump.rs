@@ -6,11 +6,14 @@
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
-use std::fs::{self, Metadata};
+use std::fs::{self, File, Metadata};
 use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
+
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
 
 use crate::error::{Error, Result};
 use crate::incremental::dumpdir::Flag;
@@ -34,8 +37,9 @@ pub struct DumpReport {
     pub members: u64,
     pub bytes_read: u64,
     pub warnings: Vec<Warning>,
-    /// Files that could not be read: (directory index in the plan, entry name). They are left
-    /// out of the snapshot so the next level tries them again.
+    /// Files that could not be read or were found on another file system: (directory index
+    /// in the plan, entry name). They are left out of the snapshot so the next level tries
+    /// them again.
     pub dropped: Vec<(usize, Vec<u8>)>,
     /// How many files could not be read or changed while being read.
     pub unreadable: u64,
@@ -52,6 +56,7 @@ pub fn dump<W: Write>(
         out,
         names: Names::default(),
         links: HashMap::new(),
+        device: None,
         report: DumpReport::default(),
     };
     for dir in &plan.dirs {
@@ -70,7 +75,10 @@ pub fn dump<W: Write>(
         d.write(&h, kind, None, &dir.path)?;
     }
     for (i, dir) in plan.dirs.iter().enumerate() {
-        for (flag, entry) in dir.dumpdir.entries.iter() {
+        // Opened at its first regular file: those are opened relative to it.
+        let mut dir_fd: Option<Option<File>> = None;
+        d.device = plan.one_file_system.then(|| dir.meta.dev());
+        for (j, (flag, entry)) in dir.dumpdir.entries.iter().enumerate() {
             if flag != Flag::Dumped {
                 continue;
             }
@@ -78,11 +86,20 @@ pub fn dump<W: Write>(
             name.push(b'/');
             name.extend_from_slice(entry);
             let path = dir.path.join(OsStr::from_bytes(entry));
-            if !d.file(&name, &path)? {
+            let fd = match dir.regular.get(j) {
+                Some(true) => dir_fd.get_or_insert_with(|| open_dir(&dir.path)).as_ref(),
+                _ => None,
+            };
+            let read = match fd {
+                Some(fd) => d.regular_at(fd, entry, &name, &path)?,
+                None => d.file(&name, &path)?,
+            };
+            if !read {
                 d.report.dropped.push((i, entry.to_vec()));
             }
         }
     }
+    d.device = None;
     for (name, path) in &plan.files {
         d.file(name, path)?;
     }
@@ -95,6 +112,9 @@ struct Dumper<'a, W: Write> {
     names: Names,
     /// First archive name of each multiply-linked inode, for hard-link members.
     links: HashMap<(u64, u64), Vec<u8>>,
+    /// The device of the directory being dumped, when entries on another file system are
+    /// left out (the scan did not take the status of new files; see `scan::Plan`).
+    device: Option<u64>,
     report: DumpReport,
 }
 
@@ -136,12 +156,15 @@ impl<W: Write> Dumper<'_, W> {
                 return Ok(false);
             }
         };
-        let owner = self.names.owner(&meta);
-        let h = header(name, &meta, &owner);
+        if self.elsewhere(&meta) {
+            return Ok(false);
+        }
         let ft = meta.file_type();
         if ft.is_file() {
-            return self.regular(name, path, &h, &meta);
+            return self.regular(name, path, &meta);
         }
+        let owner = self.names.owner(&meta);
+        let h = header(name, &meta, &owner);
         if ft.is_symlink() {
             match fs::read_link(path) {
                 Ok(target) => {
@@ -180,14 +203,34 @@ impl<W: Write> Dumper<'_, W> {
         Ok(true)
     }
 
-    fn regular(&mut self, name: &[u8], path: &Path, h: &Header, meta: &Metadata) -> Result<bool> {
-        if meta.nlink() > 1 && !self.opts.hard_dereference {
-            let key = (meta.dev(), meta.ino());
-            if let Some(first) = self.links.get(&key).cloned() {
-                self.write(h, Kind::HardLink { target: &first }, None, path)?;
-                return Ok(true);
-            }
-            self.links.insert(key, name.to_vec());
+    /// A file the scan saw as regular, opened relative to its directory without another
+    /// status call; anything else found there (or an open that fails) takes [`Self::file`].
+    fn regular_at(&mut self, dir: &File, entry: &[u8], name: &[u8], path: &Path) -> Result<bool> {
+        interrupt::check()?;
+        let mut flags = OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_NOCTTY | OFlag::O_CLOEXEC;
+        if !self.opts.follow_symlinks {
+            flags |= OFlag::O_NOFOLLOW;
+        }
+        let file = match nix::fcntl::openat(dir, entry, flags, Mode::empty()) {
+            Ok(fd) => File::from(fd),
+            Err(_) => return self.file(name, path),
+        };
+        let meta = match file.metadata() {
+            Ok(m) if m.is_file() => m,
+            _ => return self.file(name, path),
+        };
+        if self.elsewhere(&meta) {
+            return Ok(false);
+        }
+        if self.hard_link(name, path, &meta)? {
+            return Ok(true);
+        }
+        self.contents(name, path, &file, &meta)
+    }
+
+    fn regular(&mut self, name: &[u8], path: &Path, meta: &Metadata) -> Result<bool> {
+        if self.hard_link(name, path, meta)? {
+            return Ok(true);
         }
         let mut opts = fs::OpenOptions::new();
         opts.read(true);
@@ -206,16 +249,43 @@ impl<W: Write> Dumper<'_, W> {
         // Size and times as of opening; GNU tar also re-stats before dumping.
         let meta =
             file.metadata().map_err(|e| Error::io(format!("cannot stat {}", path.display()), e))?;
-        let owner = self.names.owner(&meta);
-        let h = header(name, &meta, &owner);
+        self.contents(name, path, &file, &meta)
+    }
+
+    /// On another file system than its directory, where those are left out (GNU tar lists
+    /// them as `N`; we leave them out of the snapshot, so each level looks again).
+    fn elsewhere(&self, meta: &Metadata) -> bool {
+        self.device.is_some_and(|dev| dev != meta.dev())
+    }
+
+    /// A member linking to the first name of a multiply-linked file already dumped (true),
+    /// or false after noting this name as the first.
+    fn hard_link(&mut self, name: &[u8], path: &Path, meta: &Metadata) -> Result<bool> {
+        if meta.nlink() <= 1 || self.opts.hard_dereference {
+            return Ok(false);
+        }
+        let key = (meta.dev(), meta.ino());
+        if let Some(first) = self.links.get(&key).cloned() {
+            let owner = self.names.owner(meta);
+            self.write(&header(name, meta, &owner), Kind::HardLink { target: &first }, None, path)?;
+            return Ok(true);
+        }
+        self.links.insert(key, name.to_vec());
+        Ok(false)
+    }
+
+    /// The member of an open regular file whose status, as of opening, is `meta`.
+    fn contents(&mut self, name: &[u8], path: &Path, file: &File, meta: &Metadata) -> Result<bool> {
+        let owner = self.names.owner(meta);
+        let h = header(name, meta, &owner);
         let size = meta.len();
-        let map = tar::sparse_map(&file, &meta).unwrap_or(None);
+        let map = tar::sparse_map(file, meta).unwrap_or(None);
         let appended = match &map {
             Some(map) => {
-                let mut data = Interruptible(tar::SparseReader::new(&file, map));
+                let mut data = Interruptible(tar::SparseReader::new(file, map));
                 self.write(&h, Kind::Sparse { size, map }, Some(&mut data), path)?
             }
-            None => self.write(&h, Kind::File { size }, Some(&mut Interruptible(&file)), path)?,
+            None => self.write(&h, Kind::File { size }, Some(&mut Interruptible(file)), path)?,
         };
         // A signal shows as a read error of the file being read; stop here.
         interrupt::check()?;
@@ -249,6 +319,12 @@ impl<W: Write> Dumper<'_, W> {
         }
         Ok(true)
     }
+}
+
+/// A directory to open its files relative to; `None` (the files then go by path) if it
+/// cannot be opened now.
+fn open_dir(path: &Path) -> Option<File> {
+    fs::OpenOptions::new().read(true).custom_flags(nix::libc::O_DIRECTORY).open(path).ok()
 }
 
 fn header<'a>(name: &'a [u8], meta: &Metadata, owner: &'a (Vec<u8>, Vec<u8>)) -> Header<'a> {
@@ -300,3 +376,6 @@ impl Names {
         (user, group)
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -53,6 +53,9 @@ pub struct Dir {
     pub children: Children,
     /// What goes into its `D` member (and, without the renames, into the snapshot).
     pub dumpdir: Dumpdir,
+    /// Per entry of `dumpdir`: the scan saw a regular file, so the dump may open it without
+    /// another status call (it checks the type of what it opened).
+    pub regular: Vec<bool>,
     /// The device number recorded for it (see [`ScanOptions::dev_alias`]).
     pub dev: u64,
     /// False when the directory could not be listed: it is left out of the new snapshot so the
@@ -85,6 +88,9 @@ pub struct Plan {
     pub files: Vec<(Vec<u8>, PathBuf)>,
     pub stats: ScanStats,
     pub warnings: Vec<Warning>,
+    /// [`ScanOptions::one_file_system`], for the new files whose status the scan left to the
+    /// dump: a file on another file system is left out there.
+    pub one_file_system: bool,
 }
 
 impl Plan {
@@ -117,6 +123,20 @@ impl Plan {
 // GNU tar's test on systems without st_fstype: NFS device numbers have the top bit set.
 fn is_nfs(dev: u64) -> bool {
     dev & (1 << 63) != 0
+}
+
+/// What the scan decided for one entry of a directory.
+struct Decided {
+    flag: Flag,
+    regular: bool,
+    /// A subdirectory to scan next: its archive name, path, status and what to dump under it.
+    sub: Option<(Vec<u8>, PathBuf, Metadata, Children)>,
+}
+
+impl Decided {
+    fn kept() -> Decided {
+        Decided { flag: Flag::Kept, regular: false, sub: None }
+    }
 }
 
 /// A directory known to this run, from the old snapshot or found now (GNU's `struct directory`).
@@ -184,6 +204,7 @@ pub fn scan(root: &Path, old: Option<Snapshot>, opts: &ScanOptions) -> io::Resul
             files: vec![(name, root.to_path_buf())],
             stats,
             warnings: Vec::new(),
+            one_file_system: false,
         });
     }
     let (rec, _) = s.procdir(b".", &meta, None, false);
@@ -197,7 +218,13 @@ pub fn scan(root: &Path, old: Option<Snapshot>, opts: &ScanOptions) -> io::Resul
         top.dumpdir.renames = renames;
     }
     s.dirs.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(Plan { dirs: s.dirs, files: Vec::new(), stats: s.stats, warnings: s.warnings })
+    Ok(Plan {
+        dirs: s.dirs,
+        files: Vec::new(),
+        stats: s.stats,
+        warnings: s.warnings,
+        one_file_system: opts.one_file_system,
+    })
 }
 
 impl Scanner<'_> {
@@ -328,20 +355,23 @@ impl Scanner<'_> {
         let old = old.cloned();
         self.stats.dirs += 1;
         let mut entries = Entries::default();
+        let mut regular = Vec::new();
         let mut subdirs = Vec::new();
         let mut listed = true;
         if children != Children::None {
-            match list_dir(&path) {
-                Ok(names) => {
-                    for entry in names {
-                        let known = old.as_ref().is_some_and(|o| o.lookup(&entry).is_some());
-                        let flag = self.classify(&name, &path, &meta, &entry, known, children);
-                        if let Some((flag, sub)) = flag {
-                            if let Some(sub) = sub {
-                                subdirs.push(sub);
-                            }
-                            entries.push(flag, &entry);
+            match list::list_dir(&path) {
+                Ok(listing) => {
+                    for entry in &listing {
+                        let known = old.as_ref().is_some_and(|o| o.lookup(&entry.name).is_some());
+                        let Some(d) = self.classify(&name, &path, &meta, entry, known, children)
+                        else {
+                            continue;
+                        };
+                        if let Some(sub) = d.sub {
+                            subdirs.push(sub);
                         }
+                        entries.push(d.flag, &entry.name);
+                        regular.push(d.regular);
                     }
                 }
                 Err(e) => {
@@ -368,6 +398,7 @@ impl Scanner<'_> {
             meta,
             children,
             dumpdir: Dumpdir { entries, renames: Vec::new() },
+            regular,
             listed,
         });
         for (sub_name, sub_path, sub_meta, sub_children) in subdirs {
@@ -375,39 +406,43 @@ impl Scanner<'_> {
         }
     }
 
-    /// Decide one entry of directory `dir`. Returns the flag and, for a subdirectory to scan,
-    /// its name, path, metadata and children; `None` drops the entry (vanished).
-    #[allow(clippy::type_complexity)]
+    /// Decide one entry of directory `dir`; `None` drops the entry (vanished).
     fn classify(
         &mut self,
         dir: &[u8],
         dir_path: &Path,
         dir_meta: &Metadata,
-        entry: &[u8],
+        entry: &list::Listed,
         known: bool,
         children: Children,
-    ) -> Option<(Flag, Option<(Vec<u8>, PathBuf, Metadata, Children)>)> {
+    ) -> Option<Decided> {
         let mut full = dir.to_vec();
         full.push(b'/');
-        full.extend_from_slice(entry);
+        full.extend_from_slice(&entry.name);
         if self.opts.excludes.is_excluded(&full) {
             self.stats.excluded += 1;
-            return Some((Flag::Kept, None));
+            return Some(Decided::kept());
         }
         crate::progress::add_files(1);
-        let path = dir_path.join(OsStr::from_bytes(entry));
-        let stat = if self.opts.follow_symlinks {
-            fs::metadata(&path)
-        } else {
-            fs::symlink_metadata(&path)
-        };
-        let meta = match stat {
+        // A new entry that is not a directory is dumped whatever its status says: the dump
+        // takes that from the open file (and GNU tar's one-file-system test with it), which
+        // saves a status call per file of a level 0.
+        let follow = self.opts.follow_symlinks;
+        let new_file =
+            entry.file_type().filter(|t| !(known || t.is_dir() || t.is_symlink() && follow));
+        if let Some(t) = new_file {
+            self.stats.files_new += 1;
+            return Some(Decided { flag: Flag::Dumped, regular: t.is_file(), sub: None });
+        }
+        let path = || dir_path.join(OsStr::from_bytes(&entry.name));
+        let meta = match entry.stat(self.opts.follow_symlinks, path) {
             Ok(m) => m,
             Err(e) => {
+                let path = path();
                 // GNU tar lists it as `N`; it is gone, so we leave it out of the dumpdir.
                 if e.kind() != io::ErrorKind::NotFound {
                     self.warnings.push(Warning { path, message: format!("cannot stat: {e}") });
-                    return Some((Flag::Kept, None));
+                    return Some(Decided::kept());
                 }
                 self.warnings
                     .push(Warning { path, message: "file removed before we read it".into() });
@@ -416,31 +451,35 @@ impl Scanner<'_> {
         };
         if meta.is_dir() {
             if self.opts.follow_symlinks && self.is_ancestor(&meta) {
+                let path = path();
                 self.warnings
                     .push(Warning { path, message: "symbolic link loop; not dumped".into() });
-                return Some((Flag::Kept, None));
+                return Some(Decided::kept());
             }
             let force_all = children == Children::All;
             let (sub, _) = self.procdir(&full, &meta, Some(dir_meta.dev()), force_all);
-            return match sub {
-                Some(c) => Some((Flag::Dir, Some((full, path, meta, c)))),
-                None => Some((Flag::Kept, None)),
-            };
+            return Some(match sub {
+                Some(c) => {
+                    Decided { flag: Flag::Dir, regular: false, sub: Some((full, path(), meta, c)) }
+                }
+                None => Decided::kept(),
+            });
         }
         if self.opts.one_file_system && meta.dev() != dir_meta.dev() {
-            return Some((Flag::Kept, None));
+            return Some(Decided::kept());
         }
         let older = |sec: i64, nsec: i64| Timespec { sec, nsec: nsec as u32 } < self.newer;
-        if !known {
+        let flag = if !known {
             self.stats.files_new += 1;
-            Some((Flag::Dumped, None))
+            Flag::Dumped
         } else if older(meta.mtime(), meta.mtime_nsec()) && older(meta.ctime(), meta.ctime_nsec()) {
             self.stats.files_unchanged += 1;
-            Some((Flag::Kept, None))
+            Flag::Kept
         } else {
             self.stats.files_changed += 1;
-            Some((Flag::Dumped, None))
-        }
+            Flag::Dumped
+        };
+        Some(Decided { flag, regular: meta.is_file(), sub: None })
     }
 
     /// The device number to record for `meta`.
@@ -545,15 +584,6 @@ fn order_chains(mut chains: Vec<Vec<Rename>>) -> Vec<Vec<Rename>> {
     out
 }
 
-/// Entry names of a directory, sorted bytewise (as GNU tar sorts dumpdirs).
-fn list_dir(path: &Path) -> io::Result<Vec<Vec<u8>>> {
-    let mut names = Vec::new();
-    for entry in fs::read_dir(path)? {
-        names.push(entry?.file_name().as_bytes().to_vec());
-    }
-    names.sort();
-    Ok(names)
-}
-
+mod list;
 #[cfg(test)]
 mod tests;
