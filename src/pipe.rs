@@ -150,8 +150,16 @@ impl ReadAhead {
     }
 }
 
+/// Read into `buf` until it is full or at the end of the input; the bytes read.
+pub(crate) fn read_full(inner: &mut (impl Read + ?Sized), buf: &mut [u8]) -> io::Result<usize> {
+    match fill(inner, buf) {
+        (_, Some(e)) => Err(e),
+        (n, None) => Ok(n),
+    }
+}
+
 /// Read until `buf` is full or the input ends: the count read, and the error that stopped it.
-fn fill(inner: &mut impl Read, buf: &mut [u8]) -> (usize, Option<io::Error>) {
+fn fill(inner: &mut (impl Read + ?Sized), buf: &mut [u8]) -> (usize, Option<io::Error>) {
     let mut n = 0;
     while n < buf.len() {
         match inner.read(&mut buf[n..]) {

@@ -133,7 +133,7 @@ impl<R: Read> Reader<R> {
         plausible: &dyn Fn(&[u8]) -> bool,
     ) -> Result<Reader<R>> {
         let mut header = [0u8; 16];
-        read_full(&mut inner, &mut header)
+        crate::pipe::read_full(&mut inner, &mut header)
             .and_then(|n| if n == 16 { Ok(()) } else { Err(io::ErrorKind::UnexpectedEof.into()) })
             .map_err(|e| {
                 Error::corrupt("the encrypted data is shorter than its header").with_source(e)
@@ -146,7 +146,7 @@ impl<R: Read> Reader<R> {
         let mut salt = [0u8; 8];
         salt.copy_from_slice(&header[8..]);
         let mut first = vec![0u8; 512];
-        let n = read_full(&mut inner, &mut first)
+        let n = crate::pipe::read_full(&mut inner, &mut first)
             .map_err(|e| Error::io("cannot read the encrypted data", e))?;
         first.truncate(n);
         let candidates: &[Md] = match md {
@@ -167,19 +167,6 @@ impl<R: Read> Reader<R> {
             "the passphrase does not decrypt this backup (openssl aes-256-cfb, tried the SHA-256 and MD5 key derivations)",
         ))
     }
-}
-
-fn read_full<R: Read>(r: &mut R, buf: &mut [u8]) -> io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
 }
 
 impl<R: Read> Read for Reader<R> {

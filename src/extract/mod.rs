@@ -460,7 +460,7 @@ fn copy(data: &mut dyn Read, file: &mut File, sparse: bool) -> Result<u64, CopyE
     let mut size: u64 = 0; // bytes of data so far
     let mut offset: u64 = 0; // the file's write position
     loop {
-        let n = fill(data, &mut buf).map_err(CopyError::Read)?;
+        let n = crate::pipe::read_full(data, &mut buf).map_err(CopyError::Read)?;
         if n == 0 {
             break;
         }
@@ -495,18 +495,4 @@ fn copy(data: &mut dyn Read, file: &mut File, sparse: bool) -> Result<u64, CopyE
         file.set_len(size).map_err(CopyError::Write)?;
     }
     Ok(size)
-}
-
-/// Read into `buf` until it is full or at EOF; returns the bytes read.
-fn fill(data: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match data.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
 }
