@@ -4,7 +4,8 @@
 //! writer back. [`Compression::decoder`] wraps a reader for restore. Every format is what the
 //! matching CLI (`zstd`, `gzip`, `bzip2`, `xz`) writes and reads, so freezer-agent's backups
 //! (tar `-z/-j/-J`) restore here and ours restore with plain tools. Decoders accept
-//! concatenated streams: parallel gzip writes one member per block.
+//! concatenated streams: parallel gzip writes one member per block (and reads those members
+//! on several threads).
 
 use std::io::{self, Read, Write};
 use std::sync::Arc;
@@ -117,17 +118,20 @@ impl Compression {
         Ok(Encoder { codec })
     }
 
-    /// Decompress `inner`. Damaged or truncated data reads as an error of kind
-    /// [`crate::ErrorKind::Corrupt`]; errors of `inner` itself come through unchanged.
+    /// Decompress `inner`, the gzip members we write on up to `threads` cores. Damaged or
+    /// truncated data reads as an error of kind [`crate::ErrorKind::Corrupt`]; errors of
+    /// `inner` itself come through unchanged.
     pub fn decoder<'a, R: Read + Send + 'a>(
         self,
         inner: R,
+        threads: usize,
     ) -> io::Result<Box<dyn Read + Send + 'a>> {
         let inner_failed = Arc::new(AtomicBool::new(false));
         let tap = Tap { inner, failed: Arc::clone(&inner_failed) };
         let decoded: Box<dyn Read + Send + 'a> = match self {
             // Both read concatenated frames/members until the end of the input.
             Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(tap)?),
+            Compression::Gzip if threads > 1 => Box::new(pgzip::Decoder::new(tap, threads)),
             Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(tap)),
             Compression::Bzip2 => Box::new(bzip2::read::MultiBzDecoder::new(tap)),
             Compression::Xz => Box::new(liblzma::read::XzDecoder::new_multi_decoder(tap)),

@@ -36,6 +36,8 @@ pub struct RestoreOptions {
     pub openssl_md: Option<Md>,
     /// freezer-agent's checksum to compare the restored tree with (`--consistency-checksum`).
     pub consistency_checksum: Option<String>,
+    /// Threads that decompress (the gzip members freezer writes).
+    pub threads: usize,
 }
 
 /// What a restore did.
@@ -297,7 +299,7 @@ fn with_level<T>(
             .map_err(|e| e.context(describe(layout, b)))?,
             _ => raw,
         };
-        let decoded = codec.decoder(plain).map_err(|e| damaged(layout, b, e))?;
+        let decoded = codec.decoder(plain, opts.threads).map_err(|e| damaged(layout, b, e))?;
         // Reading, checking, decrypting and decompressing overlap with writing the files.
         f(Box::new(ReadAhead::start(scope, decoded, READ_AHEAD_CHUNK, READ_AHEAD_DEPTH)))
     })

@@ -425,7 +425,8 @@ fn read_content(
 
 /// Decompress and read every archive member to the end; the member count.
 fn walk(codec: Compression, plain: Box<dyn Read + Send>) -> Result<u64> {
-    let decoded = codec.decoder(plain)?;
+    // Sequential: verify checks the stream, speed matters less than for a restore.
+    let decoded = codec.decoder(plain, 1)?;
     let mut archive = ::tar::Archive::new(decoded);
     // As restore does (GNU tar --ignore-zeros): read past end-of-archive blocks to the end.
     archive.set_ignore_zeros(true);

@@ -37,7 +37,7 @@ fn compress(c: Compression, data: &[u8], threads: usize) -> Vec<u8> {
 
 fn decompress(c: Compression, data: &[u8]) -> io::Result<Vec<u8>> {
     let mut out = Vec::new();
-    c.decoder(data)?.read_to_end(&mut out)?;
+    c.decoder(data, 2)?.read_to_end(&mut out)?;
     Ok(out)
 }
 
@@ -251,7 +251,7 @@ fn storage_errors_pass_through() {
         let packed = compress(c, &data, 1);
         let mut out = Vec::new();
         let err = c
-            .decoder(BrokenStorage(&packed[..packed.len() / 2]))
+            .decoder(BrokenStorage(&packed[..packed.len() / 2]), 2)
             .unwrap()
             .read_to_end(&mut out)
             .expect_err("the storage error is lost");
@@ -266,5 +266,69 @@ fn parallel_gzip_worker_failure_is_an_error() {
     let mut enc = pgzip::Encoder::with_block_size(Vec::new(), 99, 2, 7).unwrap();
     let result = enc.write_all(&text(1000)).and_then(|()| enc.finish().map(drop));
     let err = result.expect_err("the worker failure is lost");
-    assert!(err.to_string().contains("gzip compression thread stopped"), "{err}");
+    assert!(err.to_string().contains("gzip thread stopped"), "{err}");
+}
+
+/// The members of a parallel gzip stream, split by the length each records.
+fn members(packed: &[u8]) -> Vec<&[u8]> {
+    let mut out = Vec::new();
+    let mut rest = packed;
+    while !rest.is_empty() {
+        assert_eq!(&rest[..4], &[0x1f, 0x8b, 8, 4], "a member without FEXTRA");
+        assert_eq!(&rest[12..14], b"FZ");
+        let len = u32::from_le_bytes(rest[16..20].try_into().unwrap()) as usize;
+        let (member, tail) = rest.split_at(len);
+        out.push(member);
+        rest = tail;
+    }
+    out
+}
+
+#[test]
+fn parallel_gzip_members_record_their_length() {
+    let data = random(3 * BLOCK + 10, 4);
+    let packed = compress(Compression::Gzip, &data, 2);
+    let found = members(&packed);
+    assert_eq!(found.len(), 4);
+    // Each member alone is a gzip stream of its block.
+    let mut first = Vec::new();
+    flate2::read::GzDecoder::new(found[1]).read_to_end(&mut first).unwrap();
+    assert!(first == data[BLOCK..2 * BLOCK]);
+}
+
+#[test]
+fn parallel_gunzip_goes_on_sequentially_from_a_foreign_member() {
+    let ours = text(2 * BLOCK + 7);
+    let mut packed = compress(Compression::Gzip, &ours, 2);
+    packed.extend(compress(Compression::Gzip, b" foreign ", 1));
+    packed.extend(compress(Compression::Gzip, b"ours again", 2));
+    let mut expected = ours.clone();
+    expected.extend_from_slice(b" foreign ours again");
+    assert!(decompress(Compression::Gzip, &packed).unwrap() == expected);
+    assert!(cli("gzip", &["-dc"], &packed) == expected);
+}
+
+#[test]
+fn parallel_gunzip_sees_damage_in_any_member() {
+    let data = random(3 * BLOCK, 9);
+    let packed = compress(Compression::Gzip, &data, 2);
+    // Where the second member starts.
+    let second = members(&packed)[0].len();
+    let corrupt = |what: &str, bytes: &[u8]| {
+        let err = decompress(Compression::Gzip, bytes).expect_err(what);
+        let err = Error::from(err);
+        assert_eq!(err.kind(), ErrorKind::Corrupt, "{what}: {err}");
+        assert!(err.to_string().contains("gzip"), "{what}: {err}");
+    };
+    let mut flipped = packed.clone();
+    flipped[second + 5000] ^= 0x10;
+    corrupt("a flipped byte in the second member", &flipped);
+    let mut crc = packed.clone();
+    crc[second - 8] ^= 1;
+    corrupt("a wrong CRC in the first member", &crc);
+    let mut length = packed.clone();
+    length[second + 16..second + 20].copy_from_slice(&9u32.to_le_bytes());
+    corrupt("an impossible recorded length", &length);
+    corrupt("a stream cut inside a member", &packed[..second + 100]);
+    corrupt("a stream cut inside a header", &packed[..second + 12]);
 }

@@ -176,6 +176,7 @@ fn run_case(initial: &[Op], levels: &[Vec<Op>]) {
             key: None,
             openssl_md: None,
             consistency_checksum: None,
+            threads: 2,
         };
         restore::run(&storage, &ro).unwrap();
         assert_eq!(&manifest(&dest, true), expected, "level {i}");

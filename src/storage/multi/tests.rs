@@ -56,6 +56,7 @@ fn restore_opts(target: &Path) -> RestoreOptions {
         key: None,
         openssl_md: None,
         consistency_checksum: None,
+        threads: 2,
     }
 }
 
