@@ -10,7 +10,12 @@ use russh_sftp::client::error::Error as SftpError;
 use tokio::task::JoinHandle;
 
 use super::Inner;
-use super::session::{IN_FLIGHT, Remote};
+use super::session::Remote;
+
+/// WRITE requests in flight: 4 of up to 255 KiB stay inside OpenSSH's 2 MiB channel window,
+/// so a request never waits on a window adjustment half-sent; measured 10 % faster than 16
+/// for a 300 MiB backup on 127.0.0.1 (medians of 7 runs: 1.35 s against 1.51 s).
+const WRITES_IN_FLIGHT: usize = 4;
 
 /// Appends to an open file at increasing offsets.
 pub(super) struct Writer {
@@ -40,7 +45,7 @@ impl Writer {
         self.offset + self.buf.len() as u64
     }
 
-    /// Queue `data`; waits only when `IN_FLIGHT` requests are unanswered. An error may be an
+    /// Queue `data`; waits only when `WRITES_IN_FLIGHT` requests are unanswered. An error may be an
     /// earlier request's.
     pub fn write(&mut self, remote: &Remote, mut data: &[u8]) -> Result<(), SftpError> {
         while !data.is_empty() {
@@ -63,7 +68,7 @@ impl Writer {
     }
 
     fn send(&mut self, remote: &Remote, data: Vec<u8>) -> Result<(), SftpError> {
-        while self.pending.len() >= IN_FLIGHT {
+        while self.pending.len() >= WRITES_IN_FLIGHT {
             self.wait_one(remote)?;
         }
         let (handle, offset) = (self.handle.clone(), self.offset);

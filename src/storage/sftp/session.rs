@@ -21,8 +21,9 @@ use crate::error::{Error, Result};
 
 /// Bytes per READ or WRITE request: OpenSSH's sftp-server takes up to 255 KiB (its limits).
 const MAX_CHUNK: u32 = 255 * 1024;
-/// Requests in flight per file: enough to keep a fast link busy over the SSH window.
-pub(super) const IN_FLIGHT: usize = 16;
+/// READ requests in flight per file: enough to keep a fast link busy (our window is 16 MiB;
+/// writes keep fewer, see `io.rs`).
+const IN_FLIGHT: usize = 16;
 /// Ciphers in our order of preference.
 const CIPHERS: &[russh::cipher::Name] = &[
     russh::cipher::AES_128_GCM,
