@@ -28,8 +28,6 @@ const IN_FLIGHT_PER_THREAD: usize = 2;
 /// unknown; XLEN 8; subfield `FZ` of 4 bytes: the member's whole length, little-endian.
 const HEADER: [u8; 16] = [0x1f, 0x8b, 8, 4, 0, 0, 0, 0, 0, 255, 8, 0, b'F', b'Z', 4, 0];
 const HEADER_LEN: usize = HEADER.len() + 4;
-/// The extra field as written before the length is known.
-const EXTRA_FIELD: [u8; 8] = [b'F', b'Z', 4, 0, 0, 0, 0, 0];
 /// CRC-32 and ISIZE.
 const TRAILER_LEN: usize = 8;
 /// A member longer than this cannot be ours (1 MiB blocks deflate to little more).
@@ -166,9 +164,15 @@ enum State<R: Read> {
 
 impl<R: Read> Decoder<R> {
     pub(super) fn new(inner: R, threads: usize) -> Decoder<R> {
-        let pending = VecDeque::new();
-        let (out, pos, spare) = (Vec::new(), 0, Spare::default());
-        Decoder { state: State::Members(inner), threads, workers: None, pending, out, pos, spare }
+        Decoder {
+            state: State::Members(inner),
+            threads,
+            workers: None,
+            pending: VecDeque::new(),
+            out: Vec::new(),
+            pos: 0,
+            spare: Spare::default(),
+        }
     }
 
     /// Queue members until enough are in flight, the stream ends, or a member is not ours.
@@ -299,8 +303,8 @@ fn inflate(member: &[u8], mut out: Vec<u8>) -> io::Result<Vec<u8>> {
             out.reserve(64 << 10);
         }
         let before = (d.total_in(), d.total_out());
-        let done = d.total_in() as usize;
-        let status = d.decompress_vec(&body[done..], &mut out, FlushDecompress::Finish);
+        let status =
+            d.decompress_vec(&body[before.0 as usize..], &mut out, FlushDecompress::Finish);
         match status.map_err(|e| damaged(&e.to_string()))? {
             _ if out.len() > size => return Err(damaged("a member holds more than it says")),
             Status::StreamEnd => break,
@@ -393,10 +397,11 @@ fn work(queue: &Mutex<Receiver<Job>>, f: impl Fn(Vec<u8>) -> io::Result<Vec<u8>>
 /// One gzip member of `block`, its length in the header.
 fn compress(block: &[u8], level: u32) -> io::Result<Vec<u8>> {
     let out = Vec::with_capacity(HEADER_LEN + block.len() / 2 + 64);
-    // flate2 writes HEADER with this extra field; its length is filled in at the end.
-    let mut gz = flate2::GzBuilder::new()
-        .extra(EXTRA_FIELD.to_vec())
-        .write(out, flate2::Compression::new(level));
+    // flate2 writes HEADER with this extra field (`FZ`, 4 bytes); the length is filled in
+    // at the end.
+    let mut extra = HEADER[12..].to_vec();
+    extra.extend_from_slice(&[0; 4]);
+    let mut gz = flate2::GzBuilder::new().extra(extra).write(out, flate2::Compression::new(level));
     gz.write_all(block)?;
     let mut out = gz.finish()?;
     if out[..HEADER.len()] != HEADER {

@@ -77,7 +77,6 @@ pub fn backup_options(
         (None, true) => (None, None),
     };
     let deref = flags.dereference_symlink;
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     Ok(BackupOptions {
         path,
         hostname,
@@ -103,7 +102,7 @@ pub fn backup_options(
             follow_symlinks: matches!(deref, Some(Dereference::Soft | Dereference::All)),
             hard_dereference: matches!(deref, Some(Dereference::Hard | Dereference::All)),
         },
-        threads,
+        threads: cores(),
         dry_run: common.dry_run,
         now: std::env::var("FREEZER_TEST_NOW").ok().and_then(|v| v.parse().ok()),
         encryption,
@@ -216,4 +215,9 @@ pub fn parse_size(s: &str) -> Option<u64> {
         _ => (s, 1),
     };
     num.trim().parse::<u64>().ok()?.checked_mul(mult)
+}
+
+/// Threads for compression and decompression: one per core.
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }

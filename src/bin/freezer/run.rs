@@ -292,7 +292,7 @@ pub fn run(
                 key,
                 openssl_md: flags.openssl_md.as_deref().map(str::parse).transpose()?,
                 consistency_checksum: flags.consistency_checksum.clone(),
-                threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+                threads: options::cores(),
             };
             let status = ui::StatusLine::start(!common.quiet && !common.json);
             let report = restore::run(&*reads, &opts);
